@@ -113,10 +113,12 @@ def check_key_metadata(kms_key_id, region, metadata):
 def plan_region(current, state, want_aws_managed=False, want_key_arn=None):
     """Decide what to change in one region.
 
-    ``current``: ``{"encryption_by_default": bool, "kms_key_id": str, "kms_key_arn": str|None}``
-    where ``kms_key_arn`` is the current default key resolved to a key ARN (None if unknown or
-    AWS-managed). ``want_aws_managed``: restore the AWS-managed key. ``want_key_arn``: the key ARN
-    that must become the default (already resolved and validated). Returns
+    ``current``: ``{"encryption_by_default": bool, "kms_key_id": str, "kms_key_arn": str|None,
+    "aws_managed": bool}`` where ``kms_key_arn`` is the current default key resolved to a key ARN
+    (None if unknown) and ``aws_managed`` says whether it is the AWS-managed key (EC2 may report
+    that key as ``alias/aws/ebs`` or as its key ARN; defaults to :func:`is_aws_managed` of the id).
+    ``want_aws_managed``: restore the AWS-managed key. ``want_key_arn``: the key ARN that must become
+    the default (already resolved and validated). Returns
     ``{"actions": [...], "before": {...}, "after": {...}, "changed": bool}``.
     """
     before = {"encryption_by_default": bool(current["encryption_by_default"]), "kms_key_id": current.get("kms_key_id")}
@@ -126,11 +128,11 @@ def plan_region(current, state, want_aws_managed=False, want_key_arn=None):
     if before["encryption_by_default"] != enabled:
         actions.append(ENABLE if enabled else DISABLE)
         after["encryption_by_default"] = enabled
-    current_key = current.get("kms_key_id")
-    if want_aws_managed and not is_aws_managed(current_key):
+    aws_managed = current.get("aws_managed", is_aws_managed(current.get("kms_key_id")))
+    if want_aws_managed and not aws_managed:
         actions.append(RESET_KEY)
         after["kms_key_id"] = AWS_MANAGED_ALIAS
-    elif want_key_arn and (is_aws_managed(current_key) or current.get("kms_key_arn") != want_key_arn):
+    elif want_key_arn and (aws_managed or current.get("kms_key_arn") != want_key_arn):
         actions.append(SET_KEY)
         after["kms_key_id"] = want_key_arn
     return {"actions": actions, "before": before, "after": after, "changed": bool(actions)}

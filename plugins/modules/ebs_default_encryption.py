@@ -159,20 +159,26 @@ def read_known_regions(module, region_hint):
     return {r["RegionName"]: r.get("OptInStatus", "opt-in-not-required") for r in regions}
 
 
-def read_region(module, region, want):
+def read_region(module, region, want, want_aws_managed):
     """Read one region and resolve keys: returns (current, want_key_arn). Raises EncryptionInputError or AWS errors."""
     ec2 = aws.client(module, "ec2", region=region)
+    key_id = ec2.get_ebs_default_kms_key_id(aws_retry=True).get("KmsKeyId")
     current = {
         "encryption_by_default": ec2.get_ebs_encryption_by_default(aws_retry=True)["EbsEncryptionByDefault"],
-        "kms_key_id": ec2.get_ebs_default_kms_key_id(aws_retry=True).get("KmsKeyId"),
-        "kms_key_arn": None,
+        "kms_key_id": key_id,
+        "kms_key_arn": key_id if core.is_key_arn(key_id) else None,
+        "aws_managed": core.is_aws_managed(key_id),
     }
-    want_key_arn = None
-    if want and not core.is_aws_managed(want):
+    if key_id and not current["aws_managed"] and (want or want_aws_managed):
         kms = aws.client(module, "kms", region=region)
-        want_key_arn = describe_key(kms, want, region)
-        if current["kms_key_id"] and not core.is_aws_managed(current["kms_key_id"]):
-            current["kms_key_arn"] = current["kms_key_id"] if core.is_key_arn(current["kms_key_id"]) else _key_arn_or_none(kms, current["kms_key_id"])
+        if current["kms_key_arn"] is None:
+            current["kms_key_arn"] = _key_arn_or_none(kms, key_id)
+        if want_aws_managed:
+            # EC2 may report the AWS-managed key by its key ARN rather than by its alias.
+            current["aws_managed"] = current["kms_key_arn"] is not None and current["kms_key_arn"] == _key_arn_or_none(kms, core.AWS_MANAGED_ALIAS)
+    want_key_arn = None
+    if want and not want_aws_managed:
+        want_key_arn = describe_key(aws.client(module, "kms", region=region), want, region)
     return current, want_key_arn
 
 
@@ -191,7 +197,7 @@ def _key_arn_or_none(kms, key_id):
     try:
         return kms.describe_key(KeyId=key_id, aws_retry=True)["KeyMetadata"]["Arn"]
     except botocore.exceptions.ClientError:
-        return None  # the current default key is gone: any wanted key differs
+        return None  # e.g. the current default key is gone: any wanted key differs
 
 
 def apply_plan(module, region, plan, want):
@@ -249,7 +255,7 @@ def main():
     plans, results = {}, {}
     for region in regions:
         try:
-            current, want_key_arn = read_region(module, region, want)
+            current, want_key_arn = read_region(module, region, want, want_aws_managed)
         except core.EncryptionInputError as e:
             module.fail_json(msg=str(e))
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:

@@ -46,7 +46,7 @@ def test_built_tarball_installs_and_runs(aws, tmp_path):
     assert not [n for n in names if n.startswith((".venv", ".build", ".git/", "tests/output"))]
 
     installed = tmp_path / "installed"
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(installed), "--no-deps"],
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(installed), "--no-deps", "--force"],
                    check=True, capture_output=True, env=ansible_env())
     assert (installed / "ansible_collections" / "blockwise" / "ebs" / "MANIFEST.json").is_file()
 
