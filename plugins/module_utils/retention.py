@@ -1,0 +1,480 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the blockwise.ebs collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure retention engine: which snapshots to keep, delete or protect, and why.
+
+The policy is plain data (``RetentionPolicy``); ``decide`` is one pure function from (snapshots,
+policy, now, protections) to one ``Decision`` per snapshot, each with its reasons. No I/O, no clock:
+``now`` is passed in.
+
+Semantics
+    * Snapshots are grouped by ``volume_id``. Inside a group they are ordered newest first by
+      ``(start_time, snapshot_id)``: of two snapshots with the same start time, the one with the greater
+      ``snapshot_id`` counts as the newer. The input order never matters.
+    * A snapshot is *protected* (action ``protect``) when its state is not ``completed`` (reason: the
+      state, e.g. ``pending``), when the caller says so (``protected``: e.g. ``ami:ami-0123``,
+      ``protect-tag``), when it is out of scope (``out-of-scope``) or when its volume is held
+      (``retention-tag-invalid``). Protected snapshots are never deleted and are **not counted** by the
+      rules: the rules (and the ``minimum`` floor) run over the *candidates*, i.e. the completed,
+      unprotected snapshots of the volume. A protected snapshot therefore never uses up a slot that
+      would otherwise keep one of the policy's own snapshots.
+    * Rules are a union: a candidate kept by any rule is kept, with every rule that keeps it as reasons:
+        - ``keep_last`` N: the N newest candidates;
+        - ``keep_hourly``/``keep_daily``/``keep_weekly``/``keep_monthly``/``keep_yearly`` N: calendar
+          buckets (hour, day, ISO week, month, year) of the start time in ``policy.timezone``; walking
+          newest first, the first N distinct buckets each keep their newest candidate. Buckets with no
+          snapshot are skipped, not counted (restic semantics);
+        - ``keep_within`` D: every candidate with ``start_time >= now - D``;
+        - ``minimum`` N: the N newest candidates, whatever the other rules say (reason ``minimum``).
+      Any other candidate is deleted with the reason ``no rule keeps it``.
+    * Properties (checked by property tests): protected/pending/out-of-scope/minimum-floor snapshots are
+      never deleted; the result does not depend on input order; running ``decide`` again over the kept
+      and protected snapshots deletes nothing; adding a rule or raising a count never deletes more.
+
+Per-volume overrides
+    ``volume_policies`` reads a ``retention_tag`` (e.g. ``Daily_Gens: 7``) from the volumes' tags: a
+    valid value (an integer >= 1) gives that volume ``policy.with_keep_last(n)`` (the tag replaces
+    ``keep_last``; the other rules of the base policy still apply). An invalid value (``"seven"``,
+    ``"0"``, ``"-3"``) *holds* the volume: none of its snapshots is deleted (reason
+    ``retention-tag-invalid``) and the message says why, because deleting on a misread intent cannot be
+    undone. Snapshots of volumes without the tag (or whose volume no longer exists) follow the base policy.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Optional
+
+from ansible_collections.blockwise.ebs.plugins.module_utils.schedule import get_zone, parse_duration, require_aware, UTC
+
+PROTECT_TAG = "blockwise:protect"
+
+KEEP = "keep"
+DELETE = "delete"
+PROTECT = "protect"
+ACTIONS = (KEEP, DELETE, PROTECT)
+
+COMPLETED = "completed"
+REASON_DELETE = "no rule keeps it"
+REASON_PROTECT_TAG = "protect-tag"
+REASON_OUT_OF_SCOPE = "out-of-scope"
+REASON_TAG_INVALID = "retention-tag-invalid"
+REASON_MINIMUM = "minimum"
+REASON_WITHIN = "keep_within"
+
+COUNT_RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+RULES = COUNT_RULES + ("keep_within",)
+OPTIONS = RULES + ("minimum", "timezone")
+
+_DIGITS_RE = re.compile(r"^[0-9]+$")
+_INTEGER_RE = re.compile(r"^-?[0-9]+$")
+
+
+class RetentionError(ValueError):
+    """Invalid retention input; the message names the option (``retention.keep_last ...``)."""
+
+
+def _hour_key(local):
+    return (local.year, local.month, local.day, local.hour)
+
+
+def _day_key(local):
+    return (local.year, local.month, local.day)
+
+
+def _week_key(local):
+    iso = local.isocalendar()
+    return (iso[0], iso[1])
+
+
+def _month_key(local):
+    return (local.year, local.month)
+
+
+def _year_key(local):
+    return local.year
+
+
+# Calendar rules in reason order: (rule name, bucket key of a local datetime).
+_BUCKET_RULES = (
+    ("keep_hourly", _hour_key),
+    ("keep_daily", _day_key),
+    ("keep_weekly", _week_key),
+    ("keep_monthly", _month_key),
+    ("keep_yearly", _year_key),
+)
+
+
+def _as_count(value, name, minimum):
+    if isinstance(value, bool):
+        raise RetentionError("%s must be an integer, got %r" % (name, value))
+    if isinstance(value, str) and _INTEGER_RE.match(value.strip()):
+        value = int(value.strip())
+    if not isinstance(value, int):
+        raise RetentionError("%s must be an integer, got %r" % (name, value))
+    if value < minimum:
+        raise RetentionError("%s must be >= %d, got %d" % (name, minimum, value))
+    return value
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Which snapshots of a volume to keep. ``None`` turns a rule off; at least one rule is required.
+
+    ``minimum`` is a floor (the newest N candidates are always kept), not a rule on its own.
+    ``timezone`` (IANA name) places the calendar buckets.
+    """
+
+    keep_last: Optional[int] = None
+    keep_hourly: Optional[int] = None
+    keep_daily: Optional[int] = None
+    keep_weekly: Optional[int] = None
+    keep_monthly: Optional[int] = None
+    keep_yearly: Optional[int] = None
+    keep_within: Optional[timedelta] = None
+    minimum: int = 0
+    timezone: str = "UTC"
+
+    def __post_init__(self):
+        for name in COUNT_RULES:
+            value = getattr(self, name)
+            if value is not None:
+                _as_count(value, "retention." + name, 1)
+                if not isinstance(value, int):
+                    raise RetentionError("retention.%s must be an integer, got %r" % (name, value))
+        if self.keep_within is not None:
+            if not isinstance(self.keep_within, timedelta):
+                raise RetentionError("retention.keep_within must be a timedelta, got %r" % (self.keep_within,))
+            if self.keep_within <= timedelta(0):
+                raise RetentionError("retention.keep_within must be positive, got %s" % self.keep_within)
+        if isinstance(self.minimum, bool) or not isinstance(self.minimum, int):
+            raise RetentionError("retention.minimum must be an integer, got %r" % (self.minimum,))
+        if self.minimum < 0:
+            raise RetentionError("retention.minimum must be >= 0, got %d" % self.minimum)
+        try:
+            get_zone(self.timezone)
+        except ValueError as exc:
+            raise RetentionError("retention.timezone: %s" % exc) from exc
+        if not self.has_rules:
+            raise RetentionError("retention: at least one rule is required (one of %s)" % ", ".join(RULES))
+
+    @property
+    def has_rules(self):
+        """True when at least one keep rule is on."""
+        return any(getattr(self, name) is not None for name in RULES)
+
+    @property
+    def tzinfo(self):
+        """The tzinfo of ``timezone``."""
+        return get_zone(self.timezone)
+
+    @classmethod
+    def from_options(cls, options, prefix="retention"):
+        """Build a policy from an Ansible-style option dict (``None`` values mean "not set").
+
+        ``keep_within`` is a duration string (``"30 days"``) or a ``timedelta``; counts are integers
+        (digit strings are accepted). Unknown keys, missing rules, ``keep_* < 1``, ``minimum < 0``,
+        unknown time zones and unparsable durations raise ``RetentionError`` naming ``<prefix>.<option>``.
+        """
+        if options is None:
+            options = {}
+        if not isinstance(options, Mapping):
+            raise RetentionError("%s must be a dictionary of rules, got %r" % (prefix, options))
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise RetentionError("%s: unknown option(s) %s; known: %s" % (prefix, ", ".join(map(str, unknown)), ", ".join(OPTIONS)))
+        values = {}
+        for name in COUNT_RULES:
+            if options.get(name) is not None:
+                values[name] = _as_count(options[name], "%s.%s" % (prefix, name), 1)
+        within = options.get("keep_within")
+        if within is not None and within != "":
+            try:
+                values["keep_within"] = parse_duration(within)
+            except ValueError as exc:
+                raise RetentionError("%s.keep_within: %s" % (prefix, exc)) from exc
+        if options.get("minimum") is not None:
+            values["minimum"] = _as_count(options["minimum"], "%s.minimum" % prefix, 0)
+        zone = options.get("timezone")
+        if zone is not None:
+            try:
+                get_zone(zone)
+            except ValueError as exc:
+                raise RetentionError("%s.timezone: %s" % (prefix, exc)) from exc
+            values["timezone"] = zone
+        if not any(name in values for name in RULES):
+            raise RetentionError("%s: at least one rule is required (one of %s)" % (prefix, ", ".join(RULES)))
+        return cls(**values)
+
+    def with_keep_last(self, count):
+        """A copy of this policy whose ``keep_last`` is ``count`` (an integer >= 1)."""
+        return replace(self, keep_last=_as_count(count, "retention.keep_last", 1))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The fields of an EBS snapshot the engine needs. ``start_time`` must be timezone-aware."""
+
+    snapshot_id: str
+    volume_id: str
+    start_time: datetime
+    state: str = COMPLETED
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    owner_id: Optional[str] = None
+
+    @classmethod
+    def from_api(cls, item):
+        """Build from one DescribeSnapshots item (``Tags`` as a Key/Value list or a dict)."""
+        tags = item.get("Tags") or {}
+        if not isinstance(tags, Mapping):
+            tags = {tag["Key"]: tag.get("Value", "") for tag in tags}
+        start = item["StartTime"]
+        if isinstance(start, str):
+            start = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        return cls(
+            snapshot_id=item["SnapshotId"],
+            volume_id=item.get("VolumeId") or "",
+            start_time=start,
+            state=item.get("State") or COMPLETED,
+            tags=dict(tags),
+            owner_id=item.get("OwnerId"),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one snapshot (``keep``, ``delete`` or ``protect``) and why."""
+
+    snapshot: Snapshot
+    action: str
+    reasons: tuple = ()
+
+    @property
+    def snapshot_id(self):
+        """The snapshot's id."""
+        return self.snapshot.snapshot_id
+
+    @property
+    def volume_id(self):
+        """The snapshot's volume id."""
+        return self.snapshot.volume_id
+
+
+def parse_retention_tag(value, tag_key="retention_tag"):
+    """The ``keep_last`` count a volume tag value asks for: an integer >= 1 (surrounding blanks allowed).
+
+    Raises ``RetentionError`` naming the tag and the value otherwise.
+    """
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and _DIGITS_RE.match(text) and int(text) >= 1:
+        return int(text)
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 1:
+        return text
+    raise RetentionError("retention tag %s=%r is not an integer >= 1" % (tag_key, value))
+
+
+def volume_policies(policy, volume_tags, tag_key):
+    """Per-volume policies from a retention tag (e.g. ``Daily_Gens``).
+
+    ``volume_tags`` maps volume_id -> tag dict. Returns ``(policy_by_volume, held)``: volumes with a
+    valid tag get ``policy.with_keep_last(n)``; volumes with an invalid value are in ``held``
+    (volume_id -> message) and must be passed to ``decide(held_volumes=held)`` so that nothing of theirs
+    is deleted. Volumes without the tag are in neither and follow ``policy``.
+    """
+    by_volume = {}
+    held = {}
+    if not tag_key:
+        return by_volume, held
+    for volume_id in sorted(volume_tags):
+        tags = volume_tags[volume_id] or {}
+        if tag_key not in tags:
+            continue
+        try:
+            by_volume[volume_id] = policy.with_keep_last(parse_retention_tag(tags[tag_key], tag_key))
+        except RetentionError as exc:
+            held[volume_id] = "%s: %s; none of its snapshots is deleted until the tag is fixed" % (volume_id, exc)
+    return by_volume, held
+
+
+def snapshot_images(images):
+    """Map snapshot_id -> sorted image ids from DescribeImages items (their EBS block device mappings)."""
+    result = {}
+    for image in images:
+        image_id = image.get("ImageId")
+        for mapping in image.get("BlockDeviceMappings") or ():
+            snapshot_id = (mapping.get("Ebs") or {}).get("SnapshotId")
+            if snapshot_id and image_id:
+                result.setdefault(snapshot_id, set()).add(image_id)
+    return {snapshot_id: sorted(ids) for snapshot_id, ids in result.items()}
+
+
+def protections(snapshots, image_snapshot_ids=None, protect_tag_key=PROTECT_TAG, scope=None, owner_id=None):
+    """Why each snapshot must not be deleted: snapshot_id -> list of reasons (protected ones only).
+
+    Reasons, in this order: the state when not ``completed`` (``pending``, ``error``), ``ami:<image_id>``
+    for each image in ``image_snapshot_ids`` (snapshot_id -> image ids) that the snapshot backs,
+    ``protect-tag`` when the snapshot has the tag ``protect_tag_key`` (any value; ``None``/``""`` turns the
+    check off), ``owner:<id>`` when ``owner_id`` is given and the snapshot belongs to another account,
+    and ``out-of-scope`` when ``scope`` (a callable taking a ``Snapshot``) returns false.
+    """
+    image_snapshot_ids = image_snapshot_ids or {}
+    result = {}
+    for snap in snapshots:
+        reasons = []
+        if snap.state != COMPLETED:
+            reasons.append(snap.state)
+        for image_id in sorted(image_snapshot_ids.get(snap.snapshot_id) or ()):
+            reasons.append("ami:%s" % image_id)
+        if protect_tag_key and protect_tag_key in (snap.tags or {}):
+            reasons.append(REASON_PROTECT_TAG)
+        if owner_id is not None and snap.owner_id is not None and snap.owner_id != owner_id:
+            reasons.append("owner:%s" % snap.owner_id)
+        if scope is not None and not scope(snap):
+            reasons.append(REASON_OUT_OF_SCOPE)
+        if reasons:
+            result[snap.snapshot_id] = reasons
+    return result
+
+
+def _newest_first(snap):
+    return (snap.start_time, snap.snapshot_id)
+
+
+def _in_scope(in_scope, snap):
+    if in_scope is None:
+        return True
+    if callable(in_scope):
+        return bool(in_scope(snap))
+    return snap.snapshot_id in in_scope
+
+
+def _dedupe(reasons):
+    seen = set()
+    result = []
+    for reason in reasons:
+        if reason not in seen:
+            seen.add(reason)
+            result.append(reason)
+    return tuple(result)
+
+
+def keep_reasons(candidates, policy, now):
+    """Apply ``policy`` to ``candidates`` (one volume, sorted newest first): index -> list of reasons.
+
+    Candidates not in the result are kept by no rule.
+    """
+    reasons = {}
+    total = len(candidates)
+
+    def mark(index, reason):
+        reasons.setdefault(index, []).append(reason)
+
+    if policy.keep_last:
+        for index in range(min(policy.keep_last, total)):
+            mark(index, "keep_last")
+    active = [(name, key, getattr(policy, name)) for name, key in _BUCKET_RULES if getattr(policy, name)]
+    if active:
+        zone = policy.tzinfo
+        local = [snap.start_time.astimezone(zone) for snap in candidates]
+        for name, key, count in active:
+            seen = set()
+            for index in range(total):
+                bucket = key(local[index])
+                if bucket in seen:
+                    continue
+                seen.add(bucket)
+                mark(index, name)
+                if len(seen) >= count:
+                    break
+    if policy.keep_within is not None:
+        cutoff = now - policy.keep_within
+        for index, snap in enumerate(candidates):
+            if snap.start_time < cutoff:
+                break
+            mark(index, REASON_WITHIN)
+    for index in range(min(policy.minimum, total)):
+        mark(index, REASON_MINIMUM)
+    return reasons
+
+
+def decide(snapshots, policy, now, protected=None, in_scope=None, policy_by_volume=None, held_volumes=None):
+    """Decide, for every snapshot, ``keep``, ``delete`` or ``protect``, with reasons.
+
+    ``snapshots``: iterable of ``Snapshot`` (unique ids, aware start times). ``policy``: the base
+    ``RetentionPolicy``. ``now``: aware datetime (for ``keep_within``). ``protected``: snapshot_id ->
+    reasons (see ``protections``). ``in_scope``: ``None`` (all in scope), a callable taking a
+    ``Snapshot`` or a collection of snapshot ids; others are protected as ``out-of-scope``.
+    ``policy_by_volume``: volume_id -> ``RetentionPolicy`` replacing ``policy`` for that volume.
+    ``held_volumes``: volume ids (or volume_id -> message) whose snapshots are all protected.
+
+    Returns one ``Decision`` per snapshot, ordered by volume_id, then newest first.
+    """
+    if not isinstance(policy, RetentionPolicy):
+        raise TypeError("policy must be a RetentionPolicy, got %r" % (policy,))
+    now = require_aware(now, "now").astimezone(UTC)
+    protected = protected or {}
+    policy_by_volume = policy_by_volume or {}
+    held_volumes = held_volumes or ()
+
+    groups = {}
+    seen_ids = set()
+    for snap in snapshots:
+        if snap.snapshot_id in seen_ids:
+            raise RetentionError("snapshot %s appears more than once in the input" % snap.snapshot_id)
+        seen_ids.add(snap.snapshot_id)
+        require_aware(snap.start_time, "start_time of %s" % snap.snapshot_id)
+        groups.setdefault(snap.volume_id, []).append(snap)
+
+    decisions = []
+    for volume_id in sorted(groups):
+        group = sorted(groups[volume_id], key=_newest_first, reverse=True)
+        volume_policy = policy_by_volume.get(volume_id, policy)
+        held = volume_id in held_volumes
+        candidates = []
+        slots = []
+        for snap in group:
+            why = []
+            if snap.state != COMPLETED:
+                why.append(snap.state)
+            extra = protected.get(snap.snapshot_id) or ()
+            why.extend((extra,) if isinstance(extra, str) else extra)
+            if not _in_scope(in_scope, snap):
+                why.append(REASON_OUT_OF_SCOPE)
+            if held:
+                why.append(REASON_TAG_INVALID)
+            if why:
+                slots.append(Decision(snap, PROTECT, _dedupe(why)))
+            else:
+                slots.append(len(candidates))
+                candidates.append(snap)
+        kept = keep_reasons(candidates, volume_policy, now)
+        for slot in slots:
+            if isinstance(slot, Decision):
+                decisions.append(slot)
+            elif slot in kept:
+                decisions.append(Decision(candidates[slot], KEEP, _dedupe(kept[slot])))
+            else:
+                decisions.append(Decision(candidates[slot], DELETE, (REASON_DELETE,)))
+    return decisions
+
+
+def summarize(decisions):
+    """Per-volume counts: ``{volume_id: {"keep": n, "delete": n, "protect": n}}``."""
+    counts = {}
+    for decision in decisions:
+        per_volume = counts.setdefault(decision.snapshot.volume_id, {action: 0 for action in ACTIONS})
+        per_volume[decision.action] += 1
+    return {volume_id: counts[volume_id] for volume_id in sorted(counts)}
+
+
+def to_result(decision):
+    """A module-result item: snapshot_id, volume_id, start_time (ISO 8601, UTC) and reasons (list)."""
+    snap = decision.snapshot
+    return {
+        "snapshot_id": snap.snapshot_id,
+        "volume_id": snap.volume_id,
+        "start_time": snap.start_time.astimezone(UTC).isoformat(),
+        "reasons": list(decision.reasons),
+    }

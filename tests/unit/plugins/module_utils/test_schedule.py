@@ -1,0 +1,297 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of durations, cron frequencies and "is this volume due?"."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
+from ansible_collections.blockwise.ebs.plugins.module_utils.schedule import (
+    CRON,
+    INTERVAL,
+    Due,
+    Frequency,
+    MissingLibraryError,
+    get_zone,
+    is_due,
+    last_scheduled_point,
+    next_scheduled_point,
+    parse_duration,
+    parse_frequency,
+)
+
+UTC = timezone.utc
+
+
+def at(*args):
+    return datetime(*args, tzinfo=UTC)
+
+
+# --- durations ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("12 hours", timedelta(hours=12)),
+        ("1d", timedelta(days=1)),
+        ("30m", timedelta(minutes=30)),
+        ("2w", timedelta(weeks=2)),
+        ("90 days", timedelta(days=90)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1.5h", timedelta(minutes=90)),
+        ("01:30:00", timedelta(minutes=90)),
+        ("  4 days ", timedelta(days=4)),
+        ("1 day 2 hours 30m", timedelta(days=1, hours=2, minutes=30)),
+        ("3600s", timedelta(hours=1)),
+        (timedelta(minutes=5), timedelta(minutes=5)),
+    ],
+)
+def test_parse_duration(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("forever", "cannot parse duration 'forever'"),
+        ("", "cannot parse duration ''"),
+        ("0s", "duration '0s' must be positive"),
+        ("0 days", "duration '0 days' must be positive"),
+        ("-1h", "duration '-1h' must be positive"),
+        ("7", "duration '7' has no unit: write e.g. '7s', '7m', '7h' or '7d'"),
+        (3600, "duration '3600' has no unit"),
+        (1.5, "duration '1.5' has no unit"),
+        ("1y", "months and years vary in length"),
+        ("2 months", "months and years vary in length"),
+        ("1 year", "months and years vary in length"),
+        ("99999999999999999w", "duration '99999999999999999w' is too large"),
+        (None, "cannot parse duration None"),
+        (True, "cannot parse duration True"),
+        (timedelta(0), "must be positive"),
+        (timedelta(hours=-1), "must be positive"),
+    ],
+)
+def test_parse_duration_errors(value, message):
+    with pytest.raises(ValueError) as info:
+        parse_duration(value)
+    assert message in str(info.value)
+
+
+def test_durations_need_pytimeparse(monkeypatch):
+    monkeypatch.setattr(schedule, "HAS_PYTIMEPARSE", False)
+    with pytest.raises(MissingLibraryError, match="the Python library 'pytimeparse' is required to parse durations") as info:
+        parse_duration("12 hours")
+    assert info.value.library == "pytimeparse"
+    assert not isinstance(info.value, ValueError)
+    # A timedelta needs no parsing.
+    assert parse_duration(timedelta(hours=1)) == timedelta(hours=1)
+
+
+def test_import_flags():
+    assert schedule.HAS_CRONITER and schedule.CRONITER_IMPORT_ERROR is None
+    assert schedule.HAS_PYTIMEPARSE and schedule.PYTIMEPARSE_IMPORT_ERROR is None
+
+
+# --- time zones --------------------------------------------------------------------------------
+
+
+def test_get_zone():
+    assert get_zone("UTC") is UTC
+    assert get_zone("Etc/UTC") is UTC
+    assert get_zone("Europe/Berlin").utcoffset(datetime(2024, 7, 1)) == timedelta(hours=2)
+    for bad in ("Mars/Base", "utc", "../etc/passwd", "/etc/localtime", "Europe"):
+        with pytest.raises(ValueError, match="unknown time zone"):
+            get_zone(bad)
+    for bad in ("", None, 5):
+        with pytest.raises(ValueError, match="time zone must be a non-empty IANA name"):
+            get_zone(bad)
+
+
+# --- frequencies -------------------------------------------------------------------------------
+
+
+def test_parse_frequency_interval():
+    freq = parse_frequency("12 hours")
+    assert freq == Frequency(text="12 hours", interval=timedelta(hours=12), timezone="UTC")
+    assert freq.kind == INTERVAL and not freq.fixed_time
+    assert parse_frequency(timedelta(days=1)).interval == timedelta(days=1)
+    assert parse_frequency("1 day 2 hours 30m").interval == timedelta(days=1, hours=2, minutes=30)
+
+
+@pytest.mark.parametrize(
+    "text, cron, fixed",
+    [
+        ("0 2 * * *", "0 2 * * *", True),
+        ("  30   2 * *   mon-fri ", "30 2 * * mon-fri", True),
+        ("*/15 * * * *", "*/15 * * * *", False),
+        ("0 */6 * * *", "0 */6 * * *", False),
+        ("0 0 L * *", "0 0 L * *", True),
+        ("0 3 * jan,jul sun", "0 3 * jan,jul sun", True),
+        ("0 0 29 2 *", "0 0 29 2 *", True),
+        ("1 2 3 4 5", "1 2 3 4 5", True),
+        ("@daily", "0 0 * * *", True),
+        ("@HOURLY", "0 * * * *", False),
+        ("@weekly", "0 0 * * 0", True),
+    ],
+)
+def test_parse_frequency_cron(text, cron, fixed):
+    freq = parse_frequency(text, "Europe/Berlin")
+    assert freq.kind == CRON
+    assert freq.cron == cron
+    assert freq.timezone == "Europe/Berlin"
+    assert freq.fixed_time is fixed
+    assert freq.interval is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0 2 * * * *", "invalid cron expression '0 2 * * * *': expected 5 fields (minute hour day-of-month month day-of-week), got 6"),
+        ("0 0 2 * * * 2024", "expected 5 fields (minute hour day-of-month month day-of-week), got 7"),
+        ("61 * * * *", "invalid cron expression '61 * * * *'"),
+        ("0 24 * * *", "invalid cron expression '0 24 * * *'"),
+        ("0 2 32 * *", "invalid cron expression '0 2 32 * *'"),
+        ("0 2 * 13 *", "invalid cron expression '0 2 * 13 *'"),
+        ("0 2 * * 8", "invalid cron expression '0 2 * * 8'"),
+        ("*/0 * * * *", "invalid cron expression '*/0 * * * *'"),
+        ("5-1 * * * *", "minute range '5-1' is reversed"),
+        ("0 22-2 * * *", "hour range '22-2' is reversed"),
+        ("0 0 30 2 *", "invalid cron expression '0 0 30 2 *': it never fires"),
+        ("R 2 * * *", "minute field 'R' uses unsupported syntax"),
+        ("H 2 * * *", "minute field 'H' uses unsupported syntax"),
+        ("0 2 * foo *", "month field 'foo' uses unsupported syntax"),
+        ("@sometimes", "unknown cron macro '@sometimes'"),
+        ("every day", "frequency 'every day' is neither a duration"),
+        ("0 2 * *", "frequency '0 2 * *' is neither a duration"),
+        ("", "frequency must be a duration"),
+        (None, "frequency must be a duration"),
+        ("0s", "duration '0s' must be positive"),
+    ],
+)
+def test_parse_frequency_errors(text, message):
+    with pytest.raises(ValueError) as info:
+        parse_frequency(text, "Europe/Berlin")
+    assert message in str(info.value)
+
+
+def test_parse_frequency_bad_timezone():
+    for text in ("0 2 * * *", "12 hours"):
+        with pytest.raises(ValueError, match="unknown time zone 'Mars/Base'"):
+            parse_frequency(text, "Mars/Base")
+
+
+def test_cron_needs_croniter(monkeypatch):
+    freq = parse_frequency("0 2 * * *")
+    monkeypatch.setattr(schedule, "HAS_CRONITER", False)
+    with pytest.raises(MissingLibraryError, match="the Python library 'croniter' is required to evaluate cron expressions"):
+        parse_frequency("0 2 * * *")
+    with pytest.raises(MissingLibraryError, match="croniter"):
+        last_scheduled_point(freq, at(2024, 1, 1))
+    # Durations do not need it.
+    assert parse_frequency("1d").interval == timedelta(days=1)
+
+
+# --- scheduled points --------------------------------------------------------------------------
+
+
+def test_interval_points():
+    freq = parse_frequency("12 hours")
+    now = at(2024, 5, 1, 12)
+    assert last_scheduled_point(freq, now) == at(2024, 5, 1, 0)
+    assert next_scheduled_point(freq, at(2024, 5, 1, 3)) == at(2024, 5, 1, 15)
+
+
+def test_cron_last_point_includes_now_and_is_utc():
+    freq = parse_frequency("0 2 * * *", "Europe/Berlin")  # 02:00 CEST = 00:00 UTC in summer
+    assert last_scheduled_point(freq, at(2024, 5, 1, 0, 0)) == at(2024, 5, 1, 0, 0)
+    assert last_scheduled_point(freq, at(2024, 5, 1, 0, 0, 0, 1)) == at(2024, 5, 1, 0, 0)
+    assert last_scheduled_point(freq, at(2024, 4, 30, 23, 59, 59)) == at(2024, 4, 30, 0, 0)
+    point = last_scheduled_point(freq, at(2024, 5, 1, 12))
+    assert point.tzinfo is UTC
+    # Winter: 02:00 CET = 01:00 UTC.
+    assert last_scheduled_point(freq, at(2024, 1, 10, 12)) == at(2024, 1, 10, 1)
+    # now in another offset is the same instant.
+    assert last_scheduled_point(freq, datetime(2024, 5, 1, 14, tzinfo=timezone(timedelta(hours=2)))) == at(2024, 5, 1, 0)
+
+
+def test_cron_next_point_is_strictly_after():
+    freq = parse_frequency("0 2 * * *", "Europe/Berlin")
+    assert next_scheduled_point(freq, at(2024, 5, 1, 0, 0)) == at(2024, 5, 2, 0, 0)
+    assert next_scheduled_point(freq, at(2024, 4, 30, 23, 59)) == at(2024, 5, 1, 0, 0)
+
+
+def test_dst_spring_forward_skipped_time_fires_after_the_jump():
+    # Europe/Berlin, 2024-03-31: 02:00 CET jumps to 03:00 CEST (01:00 UTC); 02:30 does not exist.
+    freq = parse_frequency("30 2 * * *", "Europe/Berlin")
+    assert last_scheduled_point(freq, at(2024, 3, 31, 1, 30)) == at(2024, 3, 31, 1, 0)  # 03:00 CEST
+    assert last_scheduled_point(freq, at(2024, 3, 31, 0, 59)) == at(2024, 3, 30, 1, 30)  # the day before, 02:30 CET
+    assert next_scheduled_point(freq, at(2024, 3, 30, 12)) == at(2024, 3, 31, 1, 0)
+    assert next_scheduled_point(freq, at(2024, 3, 31, 1, 0)) == at(2024, 4, 1, 0, 30)  # 02:30 CEST
+
+
+def test_dst_fall_back_fixed_time_fires_once():
+    # Europe/Berlin, 2024-10-27: 03:00 CEST falls back to 02:00 CET; 02:30 happens at 00:30 and 01:30 UTC.
+    freq = parse_frequency("30 2 * * *", "Europe/Berlin")
+    assert last_scheduled_point(freq, at(2024, 10, 27, 0, 45)) == at(2024, 10, 27, 0, 30)
+    # During and after the repeated hour, the last point is still the first 02:30.
+    assert last_scheduled_point(freq, at(2024, 10, 27, 1, 45)) == at(2024, 10, 27, 0, 30)
+    assert last_scheduled_point(freq, at(2024, 10, 27, 12)) == at(2024, 10, 27, 0, 30)
+    assert next_scheduled_point(freq, at(2024, 10, 27, 0, 30)) == at(2024, 10, 28, 1, 30)
+    # So a snapshot taken at the first 02:30 is not followed by a second one an hour later.
+    assert is_due(freq, at(2024, 10, 27, 1, 40), at(2024, 10, 27, 0, 31)) == Due(False, at(2024, 10, 28, 1, 30))
+
+
+def test_dst_fall_back_wildcard_hour_follows_the_wall_clock():
+    freq = parse_frequency("0 * * * *", "Europe/Berlin")
+    # 02:00 CEST (00:00 UTC) and 02:00 CET (01:00 UTC) both fire.
+    assert last_scheduled_point(freq, at(2024, 10, 27, 0, 30)) == at(2024, 10, 27, 0, 0)
+    assert last_scheduled_point(freq, at(2024, 10, 27, 1, 30)) == at(2024, 10, 27, 1, 0)
+    assert next_scheduled_point(freq, at(2024, 10, 27, 0, 0)) == at(2024, 10, 27, 1, 0)
+    # Spring forward: the hour 02:xx does not exist; 01:00 CET is followed by 03:00 CEST, one hour later.
+    assert next_scheduled_point(freq, at(2024, 3, 31, 0, 0)) == at(2024, 3, 31, 1, 0)
+
+
+def test_cron_in_other_zones():
+    freq = parse_frequency("0 0 * * *", "Pacific/Auckland")  # midnight NZDT = 11:00 UTC the day before
+    assert last_scheduled_point(freq, at(2024, 1, 10, 12)) == at(2024, 1, 10, 11)
+    weekly = parse_frequency("0 3 * * 1", "UTC")  # Mondays 03:00
+    assert last_scheduled_point(weekly, at(2024, 5, 1)) == at(2024, 4, 29, 3)  # 2024-04-29 is a Monday
+
+
+# --- is_due ------------------------------------------------------------------------------------
+
+
+def test_is_due_interval():
+    freq = parse_frequency("12 hours")
+    now = at(2024, 5, 1, 12)
+    assert is_due(freq, now, None) == Due(True, now)
+    assert is_due(freq, now, at(2024, 4, 30, 23, 59)) == Due(True, now)
+    # Exactly one interval old: taken at the point, not due yet.
+    assert is_due(freq, now, at(2024, 5, 1, 0)) == Due(False, at(2024, 5, 1, 12))
+    assert is_due(freq, now, at(2024, 5, 1, 6)) == Due(False, at(2024, 5, 1, 18))
+    due, next_due = is_due(freq, now, at(2024, 5, 1, 6))
+    assert (due, next_due) == (False, at(2024, 5, 1, 18))
+
+
+def test_is_due_cron():
+    freq = parse_frequency("0 2 * * *", "UTC")
+    now = at(2024, 5, 1, 12)
+    assert is_due(freq, now, None) == Due(True, at(2024, 5, 1, 2))
+    assert is_due(freq, now, at(2024, 5, 1, 1, 59)) == Due(True, at(2024, 5, 1, 2))
+    assert is_due(freq, now, at(2024, 5, 1, 2)) == Due(False, at(2024, 5, 2, 2))
+    # A pending snapshot started after the point is in flight: not due.
+    assert is_due(freq, now, at(2024, 5, 1, 2, 0, 30)) == Due(False, at(2024, 5, 2, 2))
+    # A snapshot from the future (clock skew) is not due either.
+    assert is_due(freq, now, at(2024, 5, 3, 5)) == Due(False, at(2024, 5, 4, 2))
+
+
+def test_is_due_requires_aware_times():
+    freq = parse_frequency("1d")
+    with pytest.raises(ValueError, match="now must be timezone-aware"):
+        is_due(freq, datetime(2024, 1, 1), None)
+    with pytest.raises(ValueError, match="latest snapshot time must be timezone-aware"):
+        is_due(freq, at(2024, 1, 1), datetime(2024, 1, 1))
+    with pytest.raises(ValueError, match="now must be a datetime"):
+        last_scheduled_point(freq, "2024-01-01")
