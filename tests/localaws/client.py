@@ -1,0 +1,98 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``LocalAWSControl``: the control API of a running local AWS endpoint, over HTTP.
+
+It needs nothing but the standard library, so it also drives an endpoint started in another
+process (``python -m tests.localaws serve``).
+"""
+
+import json
+import urllib.error
+import urllib.request
+from urllib.parse import quote, urlencode
+
+from .faults import is_mutating
+
+
+class LocalAWSControlError(RuntimeError):
+    """The control API refused a request."""
+
+
+class LocalAWSControl:
+    """Client of the ``/_localaws/`` control routes of the endpoint at ``endpoint_url``."""
+
+    def __init__(self, endpoint_url, timeout=10.0):
+        self.endpoint_url = endpoint_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method, route, payload=None, query=None):
+        url = f"{self.endpoint_url}/_localaws/{route}"
+        if query:
+            url += "?" + urlencode(query)
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                body = answer.read()
+        except urllib.error.HTTPError as exc:
+            raise LocalAWSControlError(f"{method} {route}: HTTP {exc.code} {exc.read().decode(errors='replace')}") from None
+        return json.loads(body) if body else None
+
+    def health(self):
+        """True when the endpoint answers."""
+        return bool(self._call("GET", "health")["ok"])
+
+    def counters(self):
+        """Requests per ``service:Action`` since the last reset (faulted ones included)."""
+        return self._call("GET", "counters")["counts"]
+
+    def faulted_counters(self):
+        """Faulted requests per ``service:Action``."""
+        return self._call("GET", "counters")["faulted"]
+
+    def mutating_calls(self):
+        """The counters of mutating actions only (Create*, Delete*, Put*, Start*, ...)."""
+        return {key: count for key, count in self.counters().items() if is_mutating(key)}
+
+    def reset_counters(self):
+        """Set every counter back to zero."""
+        self._call("DELETE", "counters")
+
+    def set_faults(self, latency=0.0, throttle_rate=0.0, error_rate=0.0, services=None, actions=None, seed=None):
+        """Delay, throttle and fail a fraction of the requests, optionally only some services/actions."""
+        payload = {
+            "latency": latency, "throttle_rate": throttle_rate, "error_rate": error_rate,
+            "services": list(services or ()), "actions": list(actions or ()), "seed": seed,
+        }
+        return self._call("POST", "faults", payload)
+
+    def faults(self):
+        """The active fault policy and the pending injected errors."""
+        return self._call("GET", "faults")
+
+    def clear_faults(self):
+        """Remove the fault policy and every injected error."""
+        self._call("DELETE", "faults")
+
+    def inject_error(self, action, status=400, code="ValidationException", message="Injected error", count=1, service=None, reason=None):
+        """Answer the next ``count`` calls of ``action`` (``Action`` or ``service:Action``; all calls if ``count`` is None)."""
+        payload = {"action": action, "status": status, "code": code, "message": message, "count": count, "service": service, "reason": reason}
+        return self._call("POST", "errors", payload)
+
+    def backdate_snapshot(self, snapshot_id, start_time, region="us-east-1"):
+        """Set a snapshot's StartTime to ``start_time`` (a time-zone aware datetime)."""
+        if start_time.tzinfo is None:
+            raise ValueError("start_time must be time-zone aware")
+        payload = {"start_time": start_time.isoformat(), "region": region}
+        self._call("POST", f"snapshots/{quote(snapshot_id)}/start-time", payload)
+
+    def snapshot_progress(self, snapshot_id, region="us-east-1"):
+        """``{"status", "progress", "blocks_written", "direct"}`` of a snapshot; progress is the last reported value."""
+        return self._call("GET", f"snapshots/{quote(snapshot_id)}/progress", query={"region": region})
+
+    def advance_clock(self, seconds):
+        """Move the clock of pending-snapshot timeouts forward."""
+        self._call("POST", "clock", {"advance": seconds})
+
+    def reset(self):
+        """Wipe all state: moto's backends, direct snapshots, counters, faults and the clock."""
+        self._call("POST", "reset")

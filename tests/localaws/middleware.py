@@ -1,0 +1,91 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fidelity layer: a WSGI middleware in front of moto's server application.
+
+For each request: control routes are answered directly; any other request is counted, may be
+delayed or failed by the fault injector, and is then answered by the EBS direct implementation,
+the EC2 extras, or moto itself.
+"""
+
+import logging
+import os
+import time
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.iam.models import get_account_id_from
+from moto.moto_api import _internal as moto_api
+
+from .control import CONTROL_PREFIX, ControlAPI
+from .ebs_direct import EbsDirect, EbsError
+from .ec2_extras import Ec2Extras
+from .faults import Counters, FaultInjector
+from .wire import AwsError, AwsRequest, error_response, server_error, throttling_error
+
+LOG = logging.getLogger(__name__)
+
+
+def account_for(request):
+    """The AWS account of a request, resolved the way moto does."""
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"]
+    header = request.header("x-moto-account-id")
+    if header:
+        return header
+    return get_account_id_from(request.access_key) if request.access_key else DEFAULT_ACCOUNT_ID
+
+
+class FidelityMiddleware:
+    """Wraps moto's WSGI application; owns the counters, faults and EBS direct state."""
+
+    def __init__(self, moto_app):
+        self.moto_app = moto_app
+        self.counters = Counters()
+        self.faults = FaultInjector()
+        self.ebs = EbsDirect(account_for)
+        self.ec2 = Ec2Extras(account_for)
+        self.control = ControlAPI(counters=self.counters, faults=self.faults, ebs=self.ebs, reset=self.reset)
+
+    def reset(self):
+        """Wipe everything: moto's backends, direct snapshots, counters, faults and the clock."""
+        moto_api.moto_api_backend.reset()
+        self.ebs.reset()
+        self.counters.clear()
+        self.faults.clear()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(CONTROL_PREFIX):
+            return self.control(environ, start_response)
+        if path.startswith("/moto-api/"):
+            if path.rstrip("/") == "/moto-api/reset":
+                self.ebs.reset()
+            return self.moto_app(environ, start_response)
+        request = AwsRequest(environ)
+        decision = self.faults.decide(request.service, request.action)
+        self.counters.record(request.counter_key, faulted=decision.kind is not None)
+        if decision.delay:
+            time.sleep(decision.delay)
+        if decision.kind is not None:
+            return error_response(request.protocol, self._fault_error(request, decision))(start_response)
+        try:
+            if request.service == "ebs":
+                return self.ebs.handle(request)(start_response)
+            if request.service == "ec2":
+                response = self.ec2.handle(request, self.moto_app)
+                if response is not None:
+                    return response(start_response)
+        except EbsError as exc:
+            return error_response(request.protocol, exc.error)(start_response)
+        except Exception:  # pylint: disable=broad-exception-caught
+            # A bug here must surface as the service's own 500, never as a dropped connection.
+            LOG.exception("localaws: %s failed", request.counter_key)
+            return error_response(request.protocol, server_error(request))(start_response)
+        return self.moto_app(environ, start_response)
+
+    @staticmethod
+    def _fault_error(request, decision):
+        if decision.kind == "throttle":
+            return throttling_error(request)
+        if decision.kind == "error":
+            return server_error(request)
+        rule = decision.injected
+        return AwsError(rule.status, rule.code, rule.message, rule.reason)

@@ -1,0 +1,76 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``LocalAWS``: moto's server application behind the fidelity layer, on a loopback port.
+
+The server is werkzeug's threaded WSGI server running in a daemon thread of this process; moto's
+backends are process-wide, so run one ``LocalAWS`` per process.
+"""
+
+import threading
+
+import boto3
+from botocore.config import Config
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+from .client import LocalAWSControl
+from .middleware import FidelityMiddleware
+
+DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class QuietRequestHandler(MotoRequestHandler):
+    """moto's request handler without werkzeug's one-line-per-request log."""
+
+    def log_request(self, code="-", size="-"):
+        """Do not log served requests."""
+
+
+class LocalAWS(LocalAWSControl):
+    """A local AWS endpoint with faithful EBS direct APIs, fault injection and request counters.
+
+    Use it as a context manager, or call ``start()`` and ``stop()``. The control methods are those
+    of ``LocalAWSControl``.
+    """
+
+    def __init__(self, host="127.0.0.1", port=0):
+        super().__init__("http://unstarted")
+        self.host = host
+        self.port = port
+        self.middleware = None
+        self._server = None
+        self._thread = None
+
+    def start(self):
+        """Listen on ``host:port`` (port 0 picks a free one) and serve in a background thread."""
+        if self._server is not None:
+            raise RuntimeError("LocalAWS is already running")
+        self.middleware = FidelityMiddleware(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self.host, self.port, self.middleware, threaded=True, request_handler=QuietRequestHandler)
+        self.port = self._server.server_port
+        self.endpoint_url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"localaws-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop serving, close the listening socket and wait for the server thread."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        self._server = None
+        self._thread = None
+
+    def client(self, service, region="us-east-1", **config):
+        """A boto3 client for this endpoint with dummy credentials; ``config`` goes to ``botocore.config.Config``."""
+        return boto3.client(
+            service, region_name=region, endpoint_url=self.endpoint_url, config=Config(**config) if config else None,
+            **DUMMY_CREDENTIALS,
+        )
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
