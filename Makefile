@@ -9,13 +9,18 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv demo test pytest unit sanity lint build bench clean
+.PHONY: help venv demo test pytest unit sanity lint molecule ee build bench clean
 
 help:
 	@echo "make demo    start the local AWS endpoint, run the demo playbooks against it, stop it"
 	@echo "make test    unit + local-endpoint + functional tests (incl. build + install), sanity, lint"
 	@echo "make bench   run the benchmarks and regenerate docs/performance.md"
-	@echo "make sanity | lint | build | pytest   one part of make test"
+	@echo "make pytest  unit, local-endpoint and functional tests (pytest -n 2)"
+	@echo "make sanity  ansible-test sanity (offline)"
+	@echo "make lint    ansible-lint --profile production, changelog fragments"
+	@echo "make molecule  role scenarios (molecule) against the local AWS endpoint"
+	@echo "make ee      write and check the execution environment build context (.build/ee)"
+	@echo "make build   ansible-galaxy collection build into .build/dist"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +35,7 @@ demo: venv
 	$(BIN)/python -m tools.demo
 
 test: venv
-	$(MAKE) --no-print-directory pytest sanity lint
+	$(MAKE) --no-print-directory pytest sanity lint molecule ee
 
 pytest: venv
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
@@ -44,6 +49,12 @@ sanity: venv
 lint: venv
 	$(BIN)/ansible-lint --profile production --offline -q
 	$(BIN)/antsibull-changelog lint
+
+molecule: venv
+	$(BIN)/python tools/molecule.py
+
+ee: venv
+	$(BIN)/python tools/ee_check.py
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path .build/dist
