@@ -8,6 +8,7 @@ script it downloads. This copies the tracked (and new, not ignored) files to
 ansible-test a pip bootstrap script that uses the interpreter's own ``ensurepip`` instead of the
 download. ``HOME`` points into that scratch directory so nothing is written to the user's home.
 """
+import fcntl
 import hashlib
 import os
 import re
@@ -74,13 +75,16 @@ def pip_bootstrap_stand_in():
 
 
 def main(argv):
-    target = copy_collection()
-    link_dependencies()
-    pip_bootstrap_stand_in()
-    env = dict(os.environ, HOME=str(HOME), ANSIBLE_COLLECTIONS_PATH=str(SANITY_ROOT.parent))
-    cmd = [str(Path(sys.executable).parent / "ansible-test"), "sanity", "--venv", "--python", PYTHON_VERSION, "--color", "no"] + argv
-    print("+ " + " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=target, env=env)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    with open(SCRATCH / ".lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs share the scratch copy: one at a time
+        target = copy_collection()
+        link_dependencies()
+        pip_bootstrap_stand_in()
+        env = dict(os.environ, HOME=str(HOME), ANSIBLE_COLLECTIONS_PATH=str(SANITY_ROOT.parent))
+        cmd = [str(Path(sys.executable).parent / "ansible-test"), "sanity", "--venv", "--python", PYTHON_VERSION, "--color", "no"] + argv
+        print("+ " + " ".join(cmd), flush=True)
+        return subprocess.call(cmd, cwd=target, env=env)
 
 
 if __name__ == "__main__":

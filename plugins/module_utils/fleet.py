@@ -7,8 +7,13 @@ Each reader makes one paginated pass with server-side filters (following NextTok
 ``MaxResults`` unless asked, so EC2 returns as much as it will per page) — never one describe call
 per item. Explicit id lists are read in batches. The results are plain dicts with ``Tags`` turned
 into a ``tags`` dict, ready for the pure cores.
+
+``run_bounded`` is the matching write side: it applies one call to many items with a small, fixed
+number of threads and returns every outcome (result or exception) instead of stopping at the first.
 """
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
 from ansible_collections.amazon.aws.plugins.module_utils.transformation import ansible_dict_to_boto3_filter_list
@@ -51,6 +56,13 @@ def read_volumes(ec2, filters=None, volume_ids=None):
     return _with_tags(_read(ec2, "describe_volumes", "Volumes", "volume-id", filters, volume_ids))
 
 
+def read_attached_volumes(ec2, instance_ids):
+    """Volumes attached to any of ``instance_ids``, read in batches of instance ids (not one call per instance)."""
+    if not instance_ids:
+        return []
+    return _with_tags(_read(ec2, "describe_volumes", "Volumes", "attachment.instance-id", None, instance_ids))
+
+
 def read_instances(ec2, filters=None, instance_ids=None, states=LIVE_INSTANCE_STATES):
     """Instances (flattened from reservations) in ``states``, matching ``filters``/``instance_ids``."""
     merged = dict(filters or {})
@@ -65,9 +77,14 @@ def read_snapshots(ec2, filters=None, snapshot_ids=None, owner_ids=("self",)):
     return _with_tags(_read(ec2, "describe_snapshots", "Snapshots", "snapshot-id", filters, snapshot_ids, **params))
 
 
-def read_images(ec2, filters=None, image_ids=None, owners=("self",)):
-    """Images of ``owners`` matching ``filters`` and/or ``image_ids``."""
+def read_images(ec2, filters=None, image_ids=None, owners=("self",), include_hidden=False):
+    """Images of ``owners`` matching ``filters`` and/or ``image_ids``.
+
+    ``include_hidden`` also lists disabled and deprecated images (they still hold their snapshots).
+    """
     params = {"Owners": list(owners)} if owners else {}
+    if include_hidden:
+        params.update(IncludeDisabled=True, IncludeDeprecated=True)
     return _with_tags(_read(ec2, "describe_images", "Images", "image-id", filters, image_ids, **params))
 
 
@@ -85,3 +102,25 @@ def image_snapshot_ids(images):
 def name_of(resource):
     """The ``Name`` tag of a resource read by this module, or ''."""
     return (resource.get("tags") or {}).get("Name", "")
+
+
+def run_bounded(call, items, workers):
+    """Apply ``call`` to every item with at most ``workers`` threads.
+
+    Returns ``[(item, result, error)]`` in the order of ``items``: ``error`` is the exception ``call``
+    raised (then ``result`` is ``None``). Every item is attempted; nothing is cancelled on an error.
+    """
+    items = list(items)
+    if not items:
+        return []
+
+    def attempt(item):
+        try:
+            return item, call(item), None
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            return item, None, exc
+
+    if workers <= 1 or len(items) == 1:
+        return [attempt(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(int(workers), len(items))) as pool:
+        return list(pool.map(attempt, items))

@@ -12,8 +12,10 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.templates import (
     check_tag_key,
     check_tag_value,
     check_tags,
+    check_template_length,
     drop_aws_tags,
     merge_tags,
+    min_length,
     render,
     time_variables,
     validate_template,
@@ -130,6 +132,40 @@ def test_validate_without_option_name():
 
 def test_template_error_is_value_error():
     assert issubclass(TemplateError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "template, expected",
+    [
+        ("", 0),
+        ("plain", 5),
+        ("{image_name}", 0),
+        ("{image_name}({index:03d})", 5),
+        ("{index}", 1),
+        ("{device:>20}", 20),
+        ("{volume_name:.5}", 0),
+        ("{{x}}", 3),
+        ("ab{device:_<10}cd", 14),
+    ],
+)
+def test_min_length(template, expected):
+    assert min_length(template) == expected
+
+
+def test_check_template_length():
+    assert check_template_length("x" * 256) == 256
+    assert check_template_length("x" * 250 + "{image_name}") == 250
+    with pytest.raises(TemplateError) as info:
+        check_template_length("x" * 250 + "{device:>10}", option_name="name_template")
+    assert str(info.value) == (
+        "name_template: template '" + "x" * 40 + "...' renders at least 260 characters (its fixed text and widths); "
+        "EC2 tag values allow at most 256"
+    )
+    with pytest.raises(TemplateError, match="renders at least 6 characters"):
+        check_template_length("{index:06d}", limit=5)
+    # It validates first: unknown variables are reported as such.
+    with pytest.raises(TemplateError, match="unknown variable 'nope'"):
+        check_template_length("{nope}", ("image_name",))
 
 
 def test_time_variables():
