@@ -85,6 +85,15 @@ class LocalAWSControl:
         payload = {"start_time": start_time.isoformat(), "region": region}
         self._call("POST", f"snapshots/{quote(snapshot_id)}/start-time", payload)
 
+    def add_foreign_snapshot(self, owner_id="210987654321", region="us-east-1", volume_size=8, tags=None, description=""):
+        """A completed snapshot owned by ``owner_id`` and shared with this account; returns its id.
+
+        It shows in DescribeSnapshots unless ``OwnerIds`` excludes its owner; deleting or tagging it
+        fails with UnauthorizedOperation, as for a snapshot another account shared with you.
+        """
+        payload = {"owner_id": owner_id, "region": region, "volume_size": volume_size, "tags": tags or {}, "description": description}
+        return self._call("POST", "snapshots/foreign", payload)["snapshot_id"]
+
     def snapshot_progress(self, snapshot_id, region="us-east-1"):
         """``{"status", "progress", "blocks_written", "direct"}`` of a snapshot; progress is the last reported value."""
         return self._call("GET", f"snapshots/{quote(snapshot_id)}/progress", query={"region": region})

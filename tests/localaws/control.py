@@ -11,6 +11,7 @@ GET         /_localaws/faults                                      current polic
 POST        /_localaws/faults                                      set the random fault policy
 DELETE      /_localaws/faults                                      clear the policy and injected errors
 POST        /_localaws/errors                                      inject an error for an action
+POST        /_localaws/snapshots/foreign                           plant a snapshot shared from another account (``owner_id``)
 POST        /_localaws/snapshots/{id}/start-time                   back-date a snapshot (``start_time``, ISO 8601)
 GET         /_localaws/snapshots/{id}/progress?region=             state, reported progress, blocks written
 POST        /_localaws/clock                                       ``{"advance": seconds}`` for snapshot timeouts
@@ -30,7 +31,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
 from .ebs_direct import DirectSnapshot
-from .ec2_extras import backdate_snapshot
+from .ec2_extras import add_foreign_snapshot, backdate_snapshot
 from .wire import Response, json_response
 
 CONTROL_PREFIX = "/_localaws/"
@@ -60,6 +61,7 @@ class ControlAPI:
             ("POST", r"faults", self._set_faults),
             ("DELETE", r"faults", self._clear_faults),
             ("POST", r"errors", self._inject_error),
+            ("POST", r"snapshots/foreign", self._foreign_snapshot),
             ("POST", r"snapshots/(snap-[0-9a-f]+)/start-time", self._backdate),
             ("GET", r"snapshots/(snap-[0-9a-f]+)/progress", self._progress),
             ("POST", r"clock", self._advance_clock),
@@ -117,6 +119,14 @@ class ControlAPI:
         if not backdate_snapshot(account, payload.get("region", "us-east-1"), snapshot_id, start_time):
             raise ControlError(f"Snapshot {snapshot_id} not found", 404)
         return json_response(200, {"snapshot_id": snapshot_id, "start_time": start_time.isoformat()})
+
+    @staticmethod
+    def _foreign_snapshot(payload, _query):
+        account = payload.get("account_id") or default_account_id()
+        snapshot_id = add_foreign_snapshot(account, payload.get("region", "us-east-1"), payload["owner_id"],
+                                           volume_size=int(payload.get("volume_size", 8)), tags=payload.get("tags"),
+                                           description=payload.get("description", ""))
+        return json_response(200, {"snapshot_id": snapshot_id})
 
     @staticmethod
     def _progress(_payload, query, snapshot_id):

@@ -19,8 +19,10 @@ from xml.sax.saxutils import escape
 import botocore.session
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami
+from moto.ec2.models.elastic_block_store import Snapshot
+from moto.ec2.utils import random_snapshot_id
 
-from .ebs_direct import DirectSnapshot, default_kms_key_arn, find_kms_key_arn, visible_blocks
+from .ebs_direct import DetachedVolume, DirectSnapshot, default_kms_key_arn, find_kms_key_arn, visible_blocks
 from .wire import AwsError, Response, ec2_response, error_response
 
 AWS_MANAGED_EBS_ALIAS = "alias/aws/ebs"
@@ -114,6 +116,17 @@ def backdate_snapshot(account_id, region, snapshot_id, start_time):
     return True
 
 
+def add_foreign_snapshot(account_id, region, owner_id, volume_size=8, tags=None, description=""):
+    """A snapshot owned by ``owner_id`` and shared with ``account_id`` (visible, not deletable)."""
+    backend = ec2_backends[account_id][region]
+    snapshot = Snapshot(backend, random_snapshot_id(), DetachedVolume(volume_size), description, owner_id=owner_id)
+    snapshot.status = "completed"
+    backend.snapshots[snapshot.id] = snapshot
+    if tags:
+        backend.create_tags([snapshot.id], tags)
+    return snapshot.id
+
+
 class Ec2Extras:
     """Intercepts the EC2 actions listed in the module docstring; others go to moto untouched."""
 
@@ -124,7 +137,9 @@ class Ec2Extras:
             "ModifyEbsDefaultKmsKeyId": self.modify_ebs_default_kms_key_id,
             "ResetEbsDefaultKmsKeyId": self.reset_ebs_default_kms_key_id,
             "DescribeRegions": self.describe_regions,
+            "DescribeSnapshots": self.describe_snapshots,
             "DeleteSnapshot": self.delete_snapshot,
+            "CreateTags": self.create_tags,
             "CopySnapshot": self.copy_snapshot,
             "RegisterImage": self.register_image,
             "CreateImage": self.create_image,
@@ -203,9 +218,42 @@ class Ec2Extras:
         return ec2_response(request.action, {"regionInfo": "".join(items)})
 
     # -- images and snapshots ------------------------------------------------------------------
+    def describe_snapshots(self, request, _backend, _moto_app):
+        """Honour ``OwnerIds`` (moto ignores it) by turning it into an ``owner-id`` filter.
+
+        ``self`` is the caller's account. Without ``OwnerIds`` every visible snapshot is listed,
+        including snapshots shared from other accounts (see :func:`add_foreign_snapshot`).
+        """
+        params = dict(request.form)
+        owners = [params.pop(key) for key in sorted(k for k in request.form if re.fullmatch(r"Owner\.\d+", k))]
+        if not owners:
+            return None
+        account = self._account_for(request)
+        owners = [account if owner == "self" else owner for owner in owners]
+        index = 1 + max([int(m.group(1)) for m in (re.fullmatch(r"Filter\.(\d+)\.Name", k) for k in params) if m] or [0])
+        params["Filter.{0}.Name".format(index)] = "owner-id"
+        for number, owner in enumerate(owners, start=1):
+            params["Filter.{0}.Value.{1}".format(index, number)] = owner
+        request.replace_form(params)
+        return None
+
+    def _refuse_foreign(self, request, backend, snapshot_ids):
+        account = self._account_for(request)
+        for snapshot_id in snapshot_ids:
+            snapshot = backend.snapshots.get(snapshot_id)
+            if snapshot is not None and snapshot.owner_id != account:
+                raise Ec2Error("UnauthorizedOperation", f"You are not authorized to perform this operation on {snapshot_id}, owned by {snapshot.owner_id}.", 403)
+
+    def create_tags(self, request, backend, _moto_app):
+        """Tags on a snapshot shared from another account cannot be changed."""
+        resources = [v for k, v in request.form.items() if re.fullmatch(r"ResourceId\.\d+", k)]
+        self._refuse_foreign(request, backend, [r for r in resources if r.startswith("snap-")])
+        return None
+
     def delete_snapshot(self, request, backend, _moto_app):
-        """Refuse to delete a snapshot that a registered image maps; otherwise let moto delete it."""
+        """Refuse to delete a foreign snapshot or one that a registered image maps; otherwise let moto delete it."""
         snapshot_id = request.form.get("SnapshotId")
+        self._refuse_foreign(request, backend, [snapshot_id])
         for image in list(backend.amis.values()):
             for mapping in image.block_device_mappings:
                 if (mapping.get("Ebs") or {}).get("SnapshotId") == snapshot_id:

@@ -191,3 +191,30 @@ def test_create_image_maps_every_attached_volume(aws, ec2):
     assert snapshots[mappings["/dev/sdf"]["SnapshotId"]]["VolumeId"] == data_volume
     assert all(snapshot["Tags"] == [{"Key": "origin", "Value": "ami"}] for snapshot in snapshots.values())
     assert ec2_error(ec2.delete_snapshot, SnapshotId=mappings["/dev/sdf"]["SnapshotId"]) == (400, "InvalidSnapshot.InUse")
+
+
+def test_owner_ids_filter_describe_snapshots(aws):
+    ec2 = aws.client("ec2")
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    mine = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    foreign = aws.add_foreign_snapshot(owner_id="210987654321", tags={"team": "other"})
+    everything = {s["SnapshotId"]: s["OwnerId"] for s in ec2.describe_snapshots()["Snapshots"]}
+    assert everything[foreign] == "210987654321"
+    assert mine in everything
+    own = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert own == {mine}
+    theirs = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["210987654321"])["Snapshots"]}
+    assert theirs == {foreign}
+    filtered = ec2.describe_snapshots(OwnerIds=["self", "210987654321"], Filters=[{"Name": "tag:team", "Values": ["other"]}])["Snapshots"]
+    assert [s["SnapshotId"] for s in filtered] == [foreign]
+
+
+def test_foreign_snapshot_cannot_be_deleted_or_tagged(aws):
+    ec2 = aws.client("ec2")
+    foreign = aws.add_foreign_snapshot()
+    for call in (lambda: ec2.delete_snapshot(SnapshotId=foreign),
+                 lambda: ec2.create_tags(Resources=[foreign], Tags=[{"Key": "Name", "Value": "x"}])):
+        with pytest.raises(ClientError) as excinfo:
+            call()
+        assert excinfo.value.response["Error"]["Code"] == "UnauthorizedOperation"
+    assert ec2.describe_snapshots(SnapshotIds=[foreign])["Snapshots"][0]["OwnerId"] == "210987654321"
