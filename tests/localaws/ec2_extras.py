@@ -242,7 +242,8 @@ class Ec2Extras:
         for snapshot_id in snapshot_ids:
             snapshot = backend.snapshots.get(snapshot_id)
             if snapshot is not None and snapshot.owner_id != account:
-                raise Ec2Error("UnauthorizedOperation", f"You are not authorized to perform this operation on {snapshot_id}, owned by {snapshot.owner_id}.", 403)
+                raise Ec2Error("UnauthorizedOperation",
+                               f"You are not authorized to perform this operation on {snapshot_id}, owned by {snapshot.owner_id}.", 403)
 
     def create_tags(self, request, backend, _moto_app):
         """Tags on a snapshot shared from another account cannot be changed."""

@@ -295,3 +295,59 @@ def test_is_due_requires_aware_times():
         is_due(freq, at(2024, 1, 1), datetime(2024, 1, 1))
     with pytest.raises(ValueError, match="now must be a datetime"):
         last_scheduled_point(freq, "2024-01-01")
+
+
+# --- grace ---------------------------------------------------------------------------------------
+
+
+def test_default_grace_and_schedule_gap():
+    now = at(2024, 5, 1, 12)
+    assert schedule.default_grace(parse_frequency("12 hours"), now) == timedelta(minutes=5)
+    assert schedule.default_grace(parse_frequency("30m"), now) == timedelta(minutes=3)
+    assert schedule.default_grace(parse_frequency("0 2 * * *"), now) == timedelta(minutes=5)
+    assert schedule.default_grace(parse_frequency("*/10 * * * *"), now) == timedelta(minutes=1)
+    assert schedule.schedule_gap(parse_frequency("0 2 * * 1-5"), at(2024, 5, 4, 12)) == timedelta(days=3)  # Fri -> Mon
+
+
+def test_is_due_interval_with_grace():
+    freq = parse_frequency("12 hours")
+    now = at(2024, 5, 1, 12)
+    grace = timedelta(minutes=5)
+    assert is_due(freq, now, at(2024, 5, 1, 0, 4), grace) == Due(True, now)  # 11:56 old: a run 4 minutes early
+    assert is_due(freq, now, at(2024, 5, 1, 0, 5), grace) == Due(False, at(2024, 5, 1, 12, 5))
+    assert is_due(freq, now, at(2024, 5, 1, 0, 4), timedelta(0)) == Due(False, at(2024, 5, 1, 12, 4))
+
+
+def test_is_due_cron_with_grace():
+    freq = parse_frequency("0 2 * * *")
+    grace = timedelta(minutes=5)
+    # A run at 01:58, two minutes before the fire time, takes the 02:00 snapshot ...
+    assert is_due(freq, at(2024, 5, 1, 1, 58), at(2024, 4, 30, 2, 0, 5), grace) == Due(True, at(2024, 5, 1, 2))
+    # ... and the scheduler's next run just after 02:00 finds it taken.
+    assert is_due(freq, at(2024, 5, 1, 2, 1), at(2024, 5, 1, 1, 58), grace) == Due(False, at(2024, 5, 2, 2))
+    # Without grace the early run would have skipped the day.
+    assert is_due(freq, at(2024, 5, 1, 1, 58), at(2024, 4, 30, 2, 0, 5)).due is False
+    with pytest.raises(ValueError, match="grace must be a timedelta >= 0"):
+        is_due(freq, at(2024, 5, 1), None, timedelta(minutes=-1))
+
+
+@pytest.mark.parametrize("text", ["12 hours", "1d", "0 */6 * * *", "30 2 * * *"])
+def test_jittered_runs_on_schedule_never_skip_and_never_double(text):
+    """A job started at each scheduled point +/- 2 minutes snapshots on every run; re-runs a minute later do not."""
+    import random  # pylint: disable=import-outside-toplevel
+
+    freq = parse_frequency(text)
+    rnd = random.Random(text)
+    point = at(2024, 3, 1)
+    latest = None
+    taken = 0
+    for dummy in range(60):
+        point = next_scheduled_point(freq, point)
+        run = point + timedelta(seconds=rnd.randint(-120, 120))
+        grace = schedule.default_grace(freq, run)
+        due, dummy = is_due(freq, run, latest, grace)
+        assert due, (text, run, latest)
+        latest = run
+        taken += 1
+        assert not is_due(freq, run + timedelta(minutes=1), latest, grace).due
+    assert taken == 60

@@ -1,0 +1,611 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the blockwise.ebs collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure planner of ``ebs_snapshot_policy``: which volumes are due, and exactly what to create.
+
+Data in, data out: the module reads the region once (``fleet.py``), calls ``options_from_params`` and
+``plan``, and then makes the requests that ``create_request`` describes. Nothing here talks to AWS or
+reads the clock.
+
+Selection
+    The volumes the module read *are* the selection: those matched by ``volume_filters``, by
+    ``volume_ids``, attached to instances matched by ``instance_filters``, or every volume of the region
+    with ``all_volumes``. ``plan`` then drops the volumes named in ``exclude``, the volumes attached to
+    an instance named in ``exclude`` and, with ``exclude_boot_volume``, each instance's root volume.
+
+Due
+    A volume is due when this policy has no ``completed`` or ``pending`` snapshot of it (snapshots in
+    state ``error`` do not count) newer than the last scheduled point, with a ``grace`` for runs that
+    start a little early (``schedule.is_due``). A pending snapshot, however old, counts as in flight:
+    the volume is not due until it completes, so a snapshot that takes longer than the frequency is
+    never stacked up by the next runs.
+
+What is created
+    One ``CreateSnapshot`` per due volume; with ``crash_consistent``, one ``CreateSnapshots`` per
+    instance matched by ``instance_filters`` with at least one due volume, covering all its selected
+    volumes (the set is taken whole, so members that are not due yet are snapshotted too). Tags go with
+    the request (``TagSpecifications``) so that a snapshot never exists without its policy tag. They
+    are, later ones winning: the instance's tags (``copy_tags``, instance selection only), the volume's
+    tags (``copy_tags``, single-volume snapshots only), ``tags``, ``Name`` from ``name_template`` and
+    ``blockwise:policy=<name>``. Copied tags never include ``aws:`` keys nor the collection's own
+    ``blockwise:`` keys (a volume's ``blockwise:protect`` must not protect its snapshots for ever).
+
+    A crash-consistent set gets one description and one set of tags for all its snapshots (that is what
+    ``CreateSnapshots`` does), so its templates may only use the set's variables: ``policy``,
+    ``instance_id``, ``instance_name``, ``date`` and ``timestamp``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Optional
+
+from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
+from ansible_collections.blockwise.ebs.plugins.module_utils.templates import (
+    TemplateError,
+    check_tag_key,
+    check_tag_value,
+    check_tags,
+    drop_aws_tags,
+    merge_tags,
+    render,
+    time_variables,
+    validate_template,
+)
+
+POLICY_TAG = "blockwise:policy"
+COLLECTION_TAG_PREFIX = "blockwise:"
+
+VOLUME_VARIABLES = ("policy", "volume_id", "volume_name", "instance_id", "instance_name", "device", "date", "timestamp")
+SET_VARIABLES = ("policy", "instance_id", "instance_name", "date", "timestamp")
+
+DEFAULT_NAME_TEMPLATE = "{policy}-{volume_id}-{timestamp}"
+DEFAULT_SET_NAME_TEMPLATE = "{policy}-{instance_id}-{timestamp}"
+DEFAULT_DESCRIPTION_TEMPLATE = "blockwise.ebs policy {policy}: {volume_id} {volume_name}"
+DEFAULT_SET_DESCRIPTION_TEMPLATE = "blockwise.ebs policy {policy}: crash-consistent set of {instance_id} {instance_name}"
+
+MAX_DESCRIPTION_LENGTH = 255
+MAX_CONCURRENCY = 64
+
+VOLUME = "volume"
+INSTANCE = "instance"
+ERROR_STATE = "error"
+LIVE_ATTACHMENT_STATES = ("attaching", "attached")
+
+_ZERO_RE = re.compile(r"^0+(\.0*)?\s*[A-Za-z]*$")
+
+
+class PolicyError(ValueError):
+    """Invalid ebs_snapshot_policy input; the message names the option and the value."""
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """The validated options of one policy run."""
+
+    name: str
+    frequency: schedule.Frequency
+    grace: Optional[timedelta] = None
+    volume_filters: dict = field(default_factory=dict, hash=False)
+    instance_filters: dict = field(default_factory=dict, hash=False)
+    volume_ids: tuple = ()
+    exclude: frozenset = frozenset()
+    all_volumes: bool = False
+    crash_consistent: bool = False
+    exclude_boot_volume: bool = False
+    name_template: str = DEFAULT_NAME_TEMPLATE
+    description_template: str = DEFAULT_DESCRIPTION_TEMPLATE
+    copy_tags: bool = False
+    tags: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def snapshot_filters(self):
+        """The DescribeSnapshots filters of this policy's snapshots (one server-side filtered pass)."""
+        return {"tag:" + POLICY_TAG: self.name}
+
+    def grace_at(self, now):
+        """The grace in effect at ``now``: the option, or ``schedule.default_grace``."""
+        return self.grace if self.grace is not None else schedule.default_grace(self.frequency, now)
+
+
+def check_selection(volume_filters, instance_filters, volume_ids, all_volumes):
+    """Refuse an empty selection (unless ``all_volumes``) and ``all_volumes`` mixed with selectors."""
+    given = [name for name, value in (("volume_filters", volume_filters), ("instance_filters", instance_filters),
+                                      ("volume_ids", volume_ids)) if value]
+    if all_volumes and given:
+        raise PolicyError("all_volumes=true selects every volume of the region and cannot be combined with %s" % ", ".join(given))
+    if not all_volumes and not given:
+        raise PolicyError(
+            "empty selection: set volume_filters, instance_filters or volume_ids"
+            " (or all_volumes=true to snapshot every volume of the region on purpose)"
+        )
+
+
+def parse_grace(value, frequency):
+    """``None`` (use the default), or a ``timedelta`` >= 0 shorter than an interval frequency."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str) and _ZERO_RE.match(value.strip()):
+        return timedelta(0)
+    try:
+        grace = schedule.parse_duration(value)
+    except ValueError as exc:
+        raise PolicyError("grace: %s" % exc) from exc
+    if frequency.interval is not None and grace >= frequency.interval:
+        raise PolicyError("grace=%r must be shorter than frequency=%r" % (value, frequency.text))
+    return grace
+
+
+_ID_KINDS = {"vol-": "volume id (vol-...)", "i-": "instance id (i-...)"}
+
+
+def _check_ids(values, prefixes, option):
+    result = []
+    for value in values or ():
+        if not isinstance(value, str) or not value.startswith(prefixes):
+            raise PolicyError("%s: %r is not a %s" % (option, value, " or ".join(_ID_KINDS[prefix] for prefix in prefixes)))
+        result.append(value)
+    return result
+
+
+def _check_template(template, option, crash_consistent):
+    if template is None:
+        return None
+    allowed = SET_VARIABLES if crash_consistent else VOLUME_VARIABLES
+    try:
+        validate_template(template, allowed, option)
+    except TemplateError as exc:
+        message = str(exc)
+        if crash_consistent and any("'%s'" % name in message for name in set(VOLUME_VARIABLES) - set(SET_VARIABLES)):
+            message += (" (a crash_consistent set shares one Name and description among its snapshots,"
+                        " so only the set's variables can be used)")
+        raise PolicyError(message) from exc
+    return template
+
+
+def _stringify(tags):
+    """Numbers in tag values (``Daily_Gens: 7`` in YAML) become strings; anything else is checked as is."""
+    if not isinstance(tags, dict):
+        return tags
+    return {key: str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value for key, value in tags.items()}
+
+
+def options_from_params(params):
+    """Validate the module parameters and build ``PolicyOptions``; ``PolicyError`` names the bad option.
+
+    ``schedule.MissingLibraryError`` passes through (the module reports the missing library).
+    """
+    name = params.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise PolicyError("name must be a non-empty string, got %r" % (name,))
+    try:
+        check_tag_value(name, "name")
+    except TemplateError as exc:
+        raise PolicyError(str(exc)) from exc
+
+    check_selection(params.get("volume_filters"), params.get("instance_filters"), params.get("volume_ids"), params.get("all_volumes"))
+    crash = bool(params.get("crash_consistent"))
+    if crash and not params.get("instance_filters"):
+        raise PolicyError("crash_consistent=true needs instance_filters: a multi-volume set is taken per instance")
+
+    zone = params.get("timezone") or "UTC"
+    try:
+        schedule.get_zone(zone)
+    except ValueError as exc:
+        raise PolicyError("timezone: %s" % exc) from exc
+    try:
+        frequency = schedule.parse_frequency(params.get("frequency"), zone)
+    except schedule.MissingLibraryError:
+        raise
+    except ValueError as exc:
+        raise PolicyError("frequency: %s" % exc) from exc
+    grace = parse_grace(params.get("grace"), frequency)
+
+    name_template = params.get("name_template")
+    if name_template is None:
+        name_template = DEFAULT_SET_NAME_TEMPLATE if crash else DEFAULT_NAME_TEMPLATE
+    description_template = params.get("description_template")
+    if description_template is None:
+        description_template = DEFAULT_SET_DESCRIPTION_TEMPLATE if crash else DEFAULT_DESCRIPTION_TEMPLATE
+    _check_template(name_template, "name_template", crash)
+    _check_template(description_template, "description_template", crash)
+
+    try:
+        tags = check_tags(_stringify(params.get("tags")), "tags")
+    except TemplateError as exc:
+        raise PolicyError(str(exc)) from exc
+    for reserved, hint in ((POLICY_TAG, "it is set to the policy name"), ("Name", "use name_template")):
+        if reserved in tags:
+            raise PolicyError("tags: the key %r is reserved (%s)" % (reserved, hint))
+
+    for option in ("volume_filters", "instance_filters"):
+        value = params.get(option)
+        if value is not None and not isinstance(value, dict):
+            raise PolicyError("%s must be a dictionary of EC2 filters, got %r" % (option, value))
+
+    concurrency = params.get("max_concurrency")
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise PolicyError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
+    timeout = params.get("wait_timeout")
+    if timeout is not None and timeout < 1:
+        raise PolicyError("wait_timeout must be at least 1 second, got %r" % (timeout,))
+
+    return PolicyOptions(
+        name=name,
+        frequency=frequency,
+        grace=grace,
+        volume_filters=dict(params.get("volume_filters") or {}),
+        instance_filters=dict(params.get("instance_filters") or {}),
+        volume_ids=tuple(_check_ids(params.get("volume_ids"), ("vol-",), "volume_ids")),
+        exclude=frozenset(_check_ids(params.get("exclude"), ("vol-", "i-"), "exclude")),
+        all_volumes=bool(params.get("all_volumes")),
+        crash_consistent=crash,
+        exclude_boot_volume=bool(params.get("exclude_boot_volume")),
+        name_template=name_template,
+        description_template=description_template,
+        copy_tags=bool(params.get("copy_tags")),
+        tags=tags,
+    )
+
+
+def missing_ids(requested, found):
+    """The requested ids (in request order, once each) that were not found."""
+    found = set(found)
+    return [item for item in dict.fromkeys(requested or ()) if item not in found]
+
+
+def attachment_of(volume):
+    """``(instance_id, device)`` of a volume's (first live) attachment, or ``(None, None)``."""
+    attachments = [a for a in volume.get("Attachments") or () if a.get("State", "attached") in LIVE_ATTACHMENT_STATES]
+    if not attachments:
+        return None, None
+    first = sorted(attachments, key=lambda a: (a.get("InstanceId") or "", a.get("Device") or ""))[0]
+    return first.get("InstanceId"), first.get("Device")
+
+
+def unknown_instance_ids(volumes, instances):
+    """Instance ids that ``volumes`` are attached to but ``instances`` does not hold (to read in one pass)."""
+    known = {instance["InstanceId"] for instance in instances}
+    wanted = {attachment_of(volume)[0] for volume in volumes}
+    return sorted(item for item in wanted if item and item not in known)
+
+
+def _iso(value):
+    return value.astimezone(schedule.UTC).isoformat() if isinstance(value, datetime) else value
+
+
+def _start_time(snapshot):
+    start = snapshot["StartTime"]
+    if isinstance(start, str):
+        start = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    return schedule.require_aware(start, "StartTime of %s" % snapshot.get("SnapshotId"))
+
+
+def latest_snapshots(snapshots, policy_name):
+    """volume_id -> the newest snapshot of this policy that is not in state ``error`` (pending counts)."""
+    latest = {}
+    for snap in snapshots:
+        if (snap.get("tags") or {}).get(POLICY_TAG) != policy_name or snap.get("State") == ERROR_STATE:
+            continue
+        key = (_start_time(snap), snap["SnapshotId"])
+        current = latest.get(snap.get("VolumeId"))
+        if current is None or key > current[0]:
+            latest[snap.get("VolumeId")] = (key, snap)
+    return {volume_id: item[1] for volume_id, item in latest.items()}
+
+
+def _copied(tags):
+    return {key: value for key, value in drop_aws_tags(tags).items() if not str(key).startswith(COLLECTION_TAG_PREFIX)}
+
+
+def _check_rendered(tags, name, description, subject):
+    try:
+        if name:
+            check_tag_value(name, "name_template (rendered for %s)" % subject)
+        for key in tags:
+            check_tag_key(key, "tags of the snapshot of %s" % subject)
+        check_tags(tags, "tags of the snapshot of %s" % subject)
+    except TemplateError as exc:
+        raise PolicyError(str(exc)) from exc
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        raise PolicyError(
+            "description_template renders %d characters for %s; EC2 allows at most %d: %r..."
+            % (len(description), subject, MAX_DESCRIPTION_LENGTH, description[:60])
+        )
+
+
+@dataclass
+class VolumeView:
+    """One selected volume with what the plan needs to know about it."""
+
+    volume: dict
+    instance: Optional[dict]
+    instance_id: Optional[str]
+    device: Optional[str]
+    latest: Optional[dict]
+
+    @property
+    def volume_id(self):
+        """The volume's id."""
+        return self.volume["VolumeId"]
+
+    @property
+    def is_boot(self):
+        """True when the volume is attached as its instance's root device."""
+        return bool(self.instance and self.device and self.device == self.instance.get("RootDeviceName"))
+
+    def variables(self, policy_name, time_vars):
+        """The template variables of a snapshot of this volume."""
+        return dict(
+            time_vars,
+            policy=policy_name,
+            volume_id=self.volume_id,
+            volume_name=(self.volume.get("tags") or {}).get("Name", ""),
+            instance_id=self.instance_id or "",
+            instance_name=(self.instance.get("tags") or {}).get("Name", "") if self.instance else "",
+            device=self.device or "",
+        )
+
+
+@dataclass
+class Plan:
+    """What a policy run does: ``actions`` to create, and the volumes that are ``not_due``."""
+
+    matched: list
+    actions: list
+    not_due: list
+    excluded: list
+    latest: dict
+
+    @property
+    def changed(self):
+        """True when anything is (or would be) created."""
+        return bool(self.actions)
+
+
+def _select(options, volumes, instances):
+    instances_by_id = {instance["InstanceId"]: instance for instance in instances}
+    selected, excluded = [], []
+    seen = set()
+    for volume in sorted(volumes, key=lambda v: v["VolumeId"]):
+        volume_id = volume["VolumeId"]
+        if volume_id in seen:
+            continue
+        seen.add(volume_id)
+        instance_id, device = attachment_of(volume)
+        view = VolumeView(volume, instances_by_id.get(instance_id), instance_id, device, None)
+        if volume_id in options.exclude:
+            excluded.append({"volume_id": volume_id, "reason": "exclude"})
+        elif instance_id and instance_id in options.exclude:
+            excluded.append({"volume_id": volume_id, "reason": "exclude:%s" % instance_id})
+        elif options.exclude_boot_volume and view.is_boot:
+            excluded.append({"volume_id": volume_id, "reason": "boot-volume"})
+        else:
+            selected.append(view)
+    return selected, excluded, instances_by_id
+
+
+def pending_volumes(snapshots, policy_name):
+    """volume_id -> the ids of this policy's pending snapshots of it (in flight)."""
+    pending = {}
+    for snap in snapshots:
+        if (snap.get("tags") or {}).get(POLICY_TAG) == policy_name and snap.get("State") == "pending":
+            pending.setdefault(snap.get("VolumeId"), []).append(snap["SnapshotId"])
+    return {volume_id: sorted(ids) for volume_id, ids in pending.items()}
+
+
+def _not_due_item(view, next_due, in_flight):
+    latest = view.latest
+    return {
+        "volume_id": view.volume_id,
+        "instance_id": view.instance_id,
+        "latest_snapshot_id": latest["SnapshotId"],
+        "latest_start_time": _iso(_start_time(latest)),
+        "latest_state": latest.get("State"),
+        "in_flight": in_flight,
+        "next_due": _iso(next_due),
+    }
+
+
+def _volume_action(options, view, time_vars, selected_instance_ids):
+    variables = view.variables(options.name, time_vars)
+    name = render(options.name_template, variables, VOLUME_VARIABLES, "name_template")
+    description = render(options.description_template, variables, VOLUME_VARIABLES, "description_template")
+    copied = {}
+    if options.copy_tags:
+        if view.instance and view.instance_id in selected_instance_ids:
+            copied.update(_copied(view.instance.get("tags")))
+        copied.update(_copied(view.volume.get("tags")))
+    tags = merge_tags(copied, options.tags, {"Name": name} if name else None, {POLICY_TAG: options.name})
+    _check_rendered(tags, name, description, view.volume_id)
+    return {
+        "kind": VOLUME,
+        "volume_id": view.volume_id,
+        "volume_ids": [view.volume_id],
+        "instance_id": view.instance_id,
+        "devices": {view.volume_id: view.device},
+        "name": name,
+        "description": description,
+        "tags": tags,
+    }
+
+
+def _set_action(options, instance_id, instance, members, attached, time_vars):
+    instance_name = (instance.get("tags") or {}).get("Name", "") if instance else ""
+    variables = dict(time_vars, policy=options.name, instance_id=instance_id, instance_name=instance_name)
+    name = render(options.name_template, variables, SET_VARIABLES, "name_template")
+    description = render(options.description_template, variables, SET_VARIABLES, "description_template")
+    copied = _copied(instance.get("tags")) if options.copy_tags and instance else {}
+    tags = merge_tags(copied, options.tags, {"Name": name} if name else None, {POLICY_TAG: options.name})
+    _check_rendered(tags, name, description, instance_id)
+    member_ids = {view.volume_id for view in members}
+    boot = [view for view in attached if view.is_boot]
+    exclude_boot = bool(boot) and boot[0].volume_id not in member_ids
+    if not boot and options.exclude_boot_volume:
+        exclude_boot = True
+    exclude_data = sorted(view.volume_id for view in attached if not view.is_boot and view.volume_id not in member_ids)
+    return {
+        "kind": INSTANCE,
+        "instance_id": instance_id,
+        "instance_name": instance_name,
+        "volume_ids": sorted(member_ids),
+        "devices": {view.volume_id: view.device for view in members},
+        "exclude_boot_volume": exclude_boot,
+        "exclude_data_volume_ids": exclude_data,
+        "name": name,
+        "description": description,
+        "tags": tags,
+    }
+
+
+def plan(options, volumes, instances, snapshots, now, selected_instance_ids=()):
+    """Decide what to create.
+
+    ``volumes``: every volume read for the selection (fleet dicts, duplicates allowed). ``instances``:
+    the instances those volumes are attached to (for names, root devices and tags).
+    ``snapshots``: this policy's snapshots (DescribeSnapshots items with ``tags``). ``now``: aware
+    datetime. ``selected_instance_ids``: the instances matched by ``instance_filters`` (their tags are
+    copied; with ``crash_consistent`` they get one multi-volume set each).
+
+    Returns a ``Plan``; raises ``PolicyError`` when a rendered name, description or tag set is invalid.
+    """
+    now = schedule.require_aware(now, "now").astimezone(schedule.UTC)
+    selected_instance_ids = set(selected_instance_ids or ())
+    views, excluded, instances_by_id = _select(options, volumes, instances)
+    latest = latest_snapshots(snapshots, options.name)
+    pending = pending_volumes(snapshots, options.name)
+    grace = options.grace_at(now)
+    time_vars = time_variables(now)
+
+    due_views, not_due = [], []
+    due_by_volume = {}
+    for view in views:
+        view.latest = latest.get(view.volume_id)
+        start = _start_time(view.latest) if view.latest else None
+        due, next_due = schedule.is_due(options.frequency, now, start, grace)
+        in_flight = view.volume_id in pending
+        if in_flight and due:
+            due, next_due = False, now
+        due_by_volume[view.volume_id] = due
+        if due:
+            due_views.append(view)
+        else:
+            not_due.append((view, next_due, in_flight))
+
+    actions = []
+    in_sets = set()
+    if options.crash_consistent:
+        members_by_instance = {}
+        for view in views:
+            if view.instance_id in selected_instance_ids:
+                members_by_instance.setdefault(view.instance_id, []).append(view)
+        attached_by_instance = {}
+        for volume in volumes:
+            instance_id, device = attachment_of(volume)
+            if instance_id in members_by_instance:
+                attached_by_instance.setdefault(instance_id, {})[volume["VolumeId"]] = VolumeView(
+                    volume, instances_by_id.get(instance_id), instance_id, device, None)
+        for instance_id in sorted(members_by_instance):
+            members = members_by_instance[instance_id]
+            in_sets.update(view.volume_id for view in members)
+            if any(due_by_volume[view.volume_id] for view in members):
+                attached = sorted(attached_by_instance[instance_id].values(), key=lambda v: v.volume_id)
+                actions.append(_set_action(options, instance_id, instances_by_id.get(instance_id), members, attached, time_vars))
+    for view in due_views:
+        if view.volume_id not in in_sets:
+            actions.append(_volume_action(options, view, time_vars, selected_instance_ids))
+
+    covered = {volume_id for action in actions for volume_id in action["volume_ids"]}
+    return Plan(
+        matched=[view.volume_id for view in views],
+        actions=actions,
+        not_due=[_not_due_item(view, next_due, in_flight) for view, next_due, in_flight in not_due if view.volume_id not in covered],
+        excluded=excluded,
+        latest={view.volume_id: view.latest for view in views if view.latest},
+    )
+
+
+def create_request(action, tag_specifications):
+    """``(method, kwargs)`` of the EC2 call that carries out ``action``.
+
+    ``tag_specifications`` is amazon.aws' ``boto3_tag_specifications`` (passed in to keep this file free
+    of Ansible imports).
+    """
+    kwargs = {"TagSpecifications": tag_specifications(action["tags"], ["snapshot"])}
+    if action["description"]:
+        kwargs["Description"] = action["description"]
+    if action["kind"] == VOLUME:
+        kwargs["VolumeId"] = action["volume_id"]
+        return "create_snapshot", kwargs
+    spec = {"InstanceId": action["instance_id"], "ExcludeBootVolume": bool(action["exclude_boot_volume"])}
+    if action["exclude_data_volume_ids"]:
+        spec["ExcludeDataVolumeIds"] = list(action["exclude_data_volume_ids"])
+    kwargs["InstanceSpecification"] = spec
+    return "create_snapshots", kwargs
+
+
+def _created_item(action, volume_id, snapshot=None):
+    snapshot = snapshot or {}
+    return {
+        "volume_id": volume_id,
+        "snapshot_id": snapshot.get("SnapshotId"),
+        "instance_id": action["instance_id"],
+        "device": action["devices"].get(volume_id),
+        "name": action["name"],
+        "description": action["description"],
+        "tags": dict(action["tags"]),
+        "state": snapshot.get("State"),
+        "start_time": _iso(snapshot.get("StartTime")),
+        "kind": action["kind"],
+    }
+
+
+def created_items(action, response=None):
+    """One ``created`` result item per snapshot of ``action``.
+
+    ``response`` is the CreateSnapshot/CreateSnapshots answer, or ``None`` in check mode (then the items
+    describe what would be created and have no ``snapshot_id``).
+    """
+    if response is None:
+        return [_created_item(action, volume_id) for volume_id in action["volume_ids"]]
+    if action["kind"] == VOLUME:
+        return [_created_item(action, action["volume_id"], response)]
+    snapshots = sorted(response.get("Snapshots") or [], key=lambda s: s.get("VolumeId") or "")
+    return [_created_item(action, snap.get("VolumeId"), snap) for snap in snapshots]
+
+
+def failed_item(action, message):
+    """A ``failed`` result item for an action whose request failed."""
+    return {
+        "kind": action["kind"],
+        "volume_ids": list(action["volume_ids"]),
+        "instance_id": action["instance_id"],
+        "name": action["name"],
+        "error": message,
+    }
+
+
+def build_diff(the_plan, created):
+    """``{"before": ..., "after": ...}``: per volume that gets a snapshot, its newest policy snapshot before/after."""
+    before, after = {}, {}
+    for item in created:
+        volume_id = item["volume_id"]
+        latest = the_plan.latest.get(volume_id)
+        before[volume_id] = {
+            "latest_snapshot_id": latest["SnapshotId"] if latest else None,
+            "latest_start_time": _iso(_start_time(latest)) if latest else None,
+        }
+        after[volume_id] = {
+            "latest_snapshot_id": item["snapshot_id"] or "(new snapshot)",
+            "latest_start_time": item["start_time"],
+            "name": item["name"],
+        }
+    return {"before": before, "after": after}
+
+
+def snapshot_states(snapshots):
+    """Split DescribeSnapshots items into ``(pending_ids, error_ids)`` (sorted)."""
+    pending = sorted(s["SnapshotId"] for s in snapshots if s.get("State") == "pending")
+    errors = sorted(s["SnapshotId"] for s in snapshots if s.get("State") == ERROR_STATE)
+    return pending, errors

@@ -1,0 +1,252 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the blockwise.ebs collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure side of ``ebs_snapshot_prune``: options, plan, circuit breaker, outcomes, result and diff.
+
+The module reads the region once (this policy's snapshots, the account's images and, with a
+``retention_tag``, the snapshots' volumes), ``plan`` decides with ``retention.decide``, the circuit
+breaker may stop the run before any deletion, the module deletes, and ``build_result`` turns the plan
+and the per-snapshot outcomes into the module result and its diff. No AWS call and no clock here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ansible_collections.blockwise.ebs.plugins.module_utils import retention
+from ansible_collections.blockwise.ebs.plugins.module_utils.policy import POLICY_TAG
+from ansible_collections.blockwise.ebs.plugins.module_utils.templates import TemplateError, check_tag_key
+
+DEFAULT_MAX_DELETIONS = 50
+MAX_CONCURRENCY = 64
+DIRECT_API_VOLUME = "vol-ffffffff"
+
+# Outcomes of one deletion.
+DELETED = "deleted"
+ALREADY_GONE = "already-gone"
+FAILED = "failed"
+PLANNED = "planned"
+BLOCKED = "blocked"
+
+NOT_FOUND_CODES = ("InvalidSnapshot.NotFound",)
+
+
+class PruneError(ValueError):
+    """Invalid ebs_snapshot_prune input; the message names the option and the value."""
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """The validated options of one prune run."""
+
+    policy: str
+    filters: dict
+    retention: retention.RetentionPolicy
+    retention_tag: str
+    protect_tag: str
+    max_deletions: int
+    max_concurrency: int
+    fail_on_deletion_error: bool
+
+    @property
+    def snapshot_filters(self):
+        """DescribeSnapshots filters of the scope: the user's ``filters`` and the policy tag."""
+        filters = dict(self.filters)
+        if self.policy:
+            filters["tag:" + POLICY_TAG] = self.policy
+        return filters
+
+    def in_scope(self, snap):
+        """Defence in depth: with a ``policy``, only snapshots carrying its tag are in scope."""
+        if not self.policy:
+            return True
+        return (snap.tags or {}).get(POLICY_TAG) == self.policy
+
+
+def options_from_params(params):
+    """Validate the module parameters; ``PruneError`` (or ``retention.RetentionError``) names the option."""
+    policy = params.get("policy")
+    filters = params.get("filters") or {}
+    if policy is not None and not str(policy).strip():
+        raise PruneError("policy must be a non-empty policy name, got %r" % (policy,))
+    if not isinstance(filters, dict):
+        raise PruneError("filters must be a dictionary of EC2 DescribeSnapshots filters, got %r" % (filters,))
+    if not policy and not filters:
+        raise PruneError(
+            "no scope: set policy (snapshots tagged %s=<policy>) or filters (EC2 DescribeSnapshots filters);"
+            " pruning every snapshot of the account is never implied" % POLICY_TAG
+        )
+    tag_filter = "tag:" + POLICY_TAG
+    if policy and tag_filter in filters and filters[tag_filter] not in (policy, [policy]):
+        raise PruneError("filters[%r]=%r contradicts policy=%r" % (tag_filter, filters[tag_filter], policy))
+    if any(str(key).lower() in ("owner-id", "owner-alias") for key in filters):
+        raise PruneError("filters: owner filters are not allowed; the module only ever prunes the account's own snapshots")
+
+    policy_rules = retention.RetentionPolicy.from_options(params.get("retention"))
+
+    retention_tag = params.get("retention_tag")
+    if retention_tag is not None:
+        try:
+            check_tag_key(retention_tag, "retention_tag")
+        except TemplateError as exc:
+            raise PruneError(str(exc)) from exc
+    protect_tag = params.get("protect_tag")
+    if protect_tag is None:
+        protect_tag = retention.PROTECT_TAG
+    if not isinstance(protect_tag, str) or not protect_tag.strip():
+        raise PruneError("protect_tag must be a non-empty tag key (the protection cannot be turned off), got %r" % (protect_tag,))
+
+    max_deletions = params.get("max_deletions")
+    if max_deletions is None:
+        max_deletions = DEFAULT_MAX_DELETIONS
+    if isinstance(max_deletions, bool) or not isinstance(max_deletions, int) or max_deletions < 1:
+        raise PruneError("max_deletions must be an integer >= 1, got %r" % (max_deletions,))
+    concurrency = params.get("max_concurrency") or 4
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise PruneError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
+    return PruneOptions(
+        policy=policy or "",
+        filters=dict(filters),
+        retention=policy_rules,
+        retention_tag=retention_tag or "",
+        protect_tag=protect_tag,
+        max_deletions=max_deletions,
+        max_concurrency=concurrency,
+        fail_on_deletion_error=params.get("fail_on_deletion_error", True) is not False,
+    )
+
+
+def volume_ids_of(snapshot_items):
+    """The real volume ids the snapshots were taken from (EBS direct API snapshots have none)."""
+    return sorted({item.get("VolumeId") for item in snapshot_items if item.get("VolumeId") and item.get("VolumeId") != DIRECT_API_VOLUME})
+
+
+@dataclass
+class PrunePlan:
+    """The decisions of one run, and the volumes whose retention tag changed or held them."""
+
+    decisions: list
+    held: dict
+    tag_counts: dict
+
+    def of(self, action):
+        """The decisions with ``action`` (``keep``, ``delete`` or ``protect``)."""
+        return [decision for decision in self.decisions if decision.action == action]
+
+    @property
+    def deletions(self):
+        """The decisions to delete."""
+        return self.of(retention.DELETE)
+
+
+def plan(snapshot_items, images, volume_tags, options, now, account_id=None):
+    """Decide every snapshot of the scope.
+
+    ``snapshot_items``: DescribeSnapshots items; ``images``: DescribeImages items of the account (their
+    snapshots are protected as ``ami:<image_id>``); ``volume_tags``: volume_id -> tags (for
+    ``retention_tag``); ``account_id``: the caller's account (snapshots of other owners are protected
+    as ``owner:<id>``), or ``None`` when unknown.
+    """
+    snaps = [retention.Snapshot.from_api(item) for item in snapshot_items]
+    protected = retention.protections(
+        snaps,
+        retention.snapshot_images(images),
+        protect_tag_key=options.protect_tag,
+        scope=options.in_scope,
+        owner_id=account_id,
+    )
+    by_volume, held = retention.volume_policies(options.retention, volume_tags or {}, options.retention_tag)
+    decisions = retention.decide(snaps, options.retention, now, protected=protected, policy_by_volume=by_volume, held_volumes=held)
+    return PrunePlan(decisions=decisions, held=held, tag_counts={volume_id: rules.keep_last for volume_id, rules in by_volume.items()})
+
+
+def circuit_breaker(the_plan, max_deletions):
+    """``None`` when the plan may run, else the message of a run stopped before any deletion."""
+    deletions = the_plan.deletions
+    if len(deletions) <= max_deletions:
+        return None
+    volumes = len({decision.volume_id for decision in deletions})
+    return (
+        "circuit breaker: the plan deletes %d snapshots of %d volumes, more than max_deletions=%d; nothing was deleted."
+        " Check the scope and the retention rules (the result lists every snapshot under 'blocked'; run in check mode to audit),"
+        " then raise max_deletions if this is intended." % (len(deletions), volumes, max_deletions)
+    )
+
+
+def deletion_outcome(error_code):
+    """``already-gone`` for a snapshot that no longer exists, else ``failed``."""
+    return ALREADY_GONE if error_code in NOT_FOUND_CODES else FAILED
+
+
+def _item(decision, **extra):
+    item = retention.to_result(decision)
+    item.update(extra)
+    return item
+
+
+def build_result(the_plan, outcomes=None, check_mode=False, blocked=False):
+    """The module result (without ``msg``) and its diff.
+
+    ``outcomes``: snapshot_id -> ``(status, error)`` for the deletions that were attempted (``deleted``,
+    ``already-gone`` or ``failed``); ignored in check mode and when ``blocked`` by the circuit breaker.
+    """
+    outcomes = outcomes or {}
+    deleted, failed, blocked_items = [], [], []
+    gone_ids = set()
+    for decision in the_plan.deletions:
+        if blocked:
+            blocked_items.append(_item(decision, status=BLOCKED))
+            continue
+        if check_mode:
+            deleted.append(_item(decision, status=PLANNED))
+            gone_ids.add(decision.snapshot_id)
+            continue
+        status, error = outcomes.get(decision.snapshot_id, (FAILED, "not attempted"))
+        if status == FAILED:
+            failed.append(_item(decision, status=FAILED, error=error))
+        else:
+            deleted.append(_item(decision, status=status))
+            gone_ids.add(decision.snapshot_id)
+
+    volumes = retention.summarize(the_plan.decisions)
+    for volume_id, counts in volumes.items():
+        if volume_id in the_plan.tag_counts:
+            counts["keep_last"] = the_plan.tag_counts[volume_id]
+        if volume_id in the_plan.held:
+            counts["held"] = the_plan.held[volume_id]
+    result = {
+        "changed": bool(gone_ids) and not blocked,
+        "deleted": deleted,
+        "kept": [_item(d) for d in the_plan.of(retention.KEEP)],
+        "protected": [_item(d) for d in the_plan.of(retention.PROTECT)],
+        "errors": failed,
+        "volumes": volumes,
+        "summary": {
+            "snapshots": len(the_plan.decisions),
+            "volumes": len(volumes),
+            "deleted": len(deleted),
+            "kept": len(the_plan.of(retention.KEEP)),
+            "protected": len(the_plan.of(retention.PROTECT)),
+            "errors": len(failed),
+            "already_gone": sum(1 for item in deleted if item["status"] == ALREADY_GONE),
+            "planned_deletions": len(the_plan.deletions),
+        },
+    }
+    if blocked:
+        result["blocked"] = blocked_items
+    result["diff"] = build_diff(the_plan, gone_ids)
+    return result
+
+
+def build_diff(the_plan, gone_ids):
+    """Per volume that loses snapshots: its snapshot ids (newest first) before and after."""
+    before, after = {}, {}
+    touched = {decision.volume_id for decision in the_plan.decisions if decision.snapshot_id in gone_ids}
+    for decision in the_plan.decisions:
+        if decision.volume_id not in touched:
+            continue
+        before.setdefault(decision.volume_id, []).append(decision.snapshot_id)
+        if decision.snapshot_id not in gone_ids:
+            after.setdefault(decision.volume_id, []).append(decision.snapshot_id)
+        else:
+            after.setdefault(decision.volume_id, [])
+    return {"before": before, "after": after}

@@ -1,0 +1,479 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the blockwise.ebs collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ebs_snapshot_policy
+short_description: Take the EBS snapshots that a schedule says are due, idempotently
+version_added: 0.1.0
+description:
+  - Selects EBS volumes (by volume filters, by instance filters, by id), finds out which of them are due according to
+    O(frequency), and snapshots exactly those. Run it as often as you like (cron, AWX schedule, CI); a second run right
+    after the first creates nothing and reports C(changed=false).
+  - Every snapshot it makes carries the tag C(blockwise:policy=<name>), which is how the next run finds the newest snapshot
+    of each volume and how M(blockwise.ebs.ebs_snapshot_prune) finds what to prune.
+  - "A volume is due when the policy has no completed or pending snapshot of it newer than the last scheduled point.
+    A pending snapshot of the policy counts as in flight, however old: the volume is not due until it completes, so a
+    large snapshot that takes longer than O(frequency) is never duplicated by the next runs. Snapshots in state
+    C(error) do not count."
+  - "The region is read once per run: the selected volumes, their instances and this policy's snapshots, each in one
+    paginated pass with server-side filters (never one call per volume). Snapshots are then created with bounded
+    concurrency (O(max_concurrency)); throttling and server errors are retried with jittered backoff."
+  - In check mode nothing is created; RV(created) lists exactly what would be created (volume, name, description and
+    tags) and RV(not_due) when each other volume is next due. With C(--diff), the newest snapshot of each volume
+    before and after.
+author:
+  - blockwise.ebs maintainers (@blockwise)
+options:
+  name:
+    description:
+      - The policy name. Every snapshot the policy makes is tagged C(blockwise:policy=<name>).
+      - Use one name per schedule; two policies with different names never see each other's snapshots.
+    type: str
+    required: true
+  volume_filters:
+    description:
+      - 'EC2 C(DescribeVolumes) filters (ANDed), for example C({"tag:backup": "yes"}) or C({"tag-key": "Daily_Gens"}).'
+      - Adds the matching volumes to the selection.
+    type: dict
+  instance_filters:
+    description:
+      - 'EC2 C(DescribeInstances) filters (ANDed), for example C({"tag:Environment": "prod"}).'
+      - Adds every volume attached to a matching instance in state pending, running, stopping or stopped.
+      - Required with O(crash_consistent=true).
+    type: dict
+  volume_ids:
+    description:
+      - Volume ids to add to the selection. An id that does not exist fails the task before anything is created.
+    type: list
+    elements: str
+  exclude:
+    description:
+      - Volume ids (C(vol-...)) and instance ids (C(i-...)) to leave out. Excluding an instance leaves out all its volumes.
+    type: list
+    elements: str
+    default: []
+  all_volumes:
+    description:
+      - The selection is the union of what O(volume_filters), O(instance_filters) and O(volume_ids) select. An empty
+        selection is refused, so that a typo never snapshots a whole region.
+      - Set V(true) (and none of those three options) to snapshot every volume of the region on purpose.
+    type: bool
+    default: false
+  frequency:
+    description:
+      - How often each volume is snapshotted.
+      - A duration (an interval) such as V(12 hours), V(1d), V(30m), V(2w) or V(1h30m); a volume is due when its newest
+        policy snapshot is older than that. A unit is required; months and years are refused (their length varies).
+      - Or a 5-field cron expression (C(minute hour day-of-month month day-of-week)) such as V(0 2 * * *), or a macro
+        (V(@hourly), V(@daily), V(@weekly), V(@monthly), V(@yearly)), evaluated in O(timezone); a volume is due when it
+        has no policy snapshot since the last time the expression fired.
+      - Use an interval when the job runs at irregular times; use cron to pin snapshots to calendar times (nightly at 02:00
+        local time, Sundays only, ...). See the collection's C(docs/scheduling.md).
+    type: str
+    required: true
+  timezone:
+    description:
+      - IANA time zone name (for example V(Europe/Berlin)) in which a cron O(frequency) is evaluated.
+    type: str
+    default: UTC
+  grace:
+    description:
+      - How early a run may start and still take the snapshot of the coming scheduled point, as a duration (V(10m)), or
+        V(0) for none.
+      - "Without it, a job scheduled every 12 hours with O(frequency=12 hours) that starts a few seconds earlier than last
+        time would find the last snapshot 11:59:55 old, skip, and snapshot only every other run."
+      - "Interval: a volume is due when its newest snapshot is at least O(frequency) minus O(grace) old. Cron: a run up
+        to O(grace) before a fire time takes that fire time's snapshot."
+      - Default 5 minutes, or a tenth of the time between two scheduled points when that is shorter (3 minutes for
+        V(30m)). Keep it well below the time between two runs of the job. Must be shorter than an interval O(frequency).
+    type: str
+  crash_consistent:
+    description:
+      - With V(true), the volumes of each instance matched by O(instance_filters) are snapshotted together, as one
+        crash-consistent multi-volume set (EC2 C(CreateSnapshots)), when any of them is due. Volumes selected otherwise
+        get one snapshot each.
+      - The snapshots of a set share one description and one set of tags, so O(name_template) and
+        O(description_template) may only use C(policy), C(instance_id), C(instance_name), C(date) and C(timestamp), and
+        O(copy_tags) copies the instance's tags only.
+    type: bool
+    default: false
+  exclude_boot_volume:
+    description:
+      - Leave out each instance's root volume (the volume attached as the instance's root device).
+    type: bool
+    default: false
+  name_template:
+    description:
+      - Template of the C(Name) tag of each snapshot, in Python C(str.format) syntax. An empty string sets no C(Name) tag.
+      - "Variables: C(policy), C(volume_id), C(volume_name) (the volume's C(Name) tag), C(instance_id), C(instance_name),
+        C(device) (empty for unattached volumes), C(date) (UTC C(YYYY-MM-DD)) and C(timestamp) (UTC C(YYYYMMDDTHHMMSSZ)).
+        Format specs work (C({volume_name:.20})); literal braces are written C({{) and C(}})."
+      - An unknown variable fails the task before anything is created.
+      - Default V({policy}-{volume_id}-{timestamp}), or V({policy}-{instance_id}-{timestamp}) with O(crash_consistent=true).
+    type: str
+  description_template:
+    description:
+      - Template of the snapshot description, with the variables of O(name_template). At most 255 characters once rendered.
+      - "Default V(blockwise.ebs policy {policy}: {volume_id} {volume_name}), or
+        V(blockwise.ebs policy {policy}: crash-consistent set of {instance_id} {instance_name}) with O(crash_consistent=true)."
+    type: str
+  copy_tags:
+    description:
+      - Copy the volume's tags to its snapshot and, for volumes selected through O(instance_filters), the instance's tags
+        (the volume's win). Keys starting with C(aws:) or C(blockwise:) are never copied.
+    type: bool
+    default: false
+  tags:
+    description:
+      - Extra tags for every snapshot. They win over copied tags; C(Name) and C(blockwise:policy) are set by the module and
+        cannot be given here.
+    type: dict
+    default: {}
+  wait:
+    description:
+      - Wait until every created snapshot is C(completed) (one C(DescribeSnapshots) pass per poll for all of them).
+      - The task fails if a snapshot ends in state C(error) or O(wait_timeout) passes first.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - How many seconds to wait with O(wait=true).
+    type: int
+    default: 900
+  max_concurrency:
+    description:
+      - How many snapshot requests are in flight at once (between 1 and 64).
+    type: int
+    default: 4
+notes:
+  - "IAM permissions: C(ec2:DescribeVolumes), C(ec2:DescribeInstances), C(ec2:DescribeSnapshots), C(ec2:CreateSnapshot),
+    C(ec2:CreateSnapshots) (with O(crash_consistent)) and C(ec2:CreateTags) on snapshots (tags are set in the create call)."
+  - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults).
+  - Supports check mode and diff mode.
+seealso:
+  - module: blockwise.ebs.ebs_snapshot_prune
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Every volume tagged backup=yes, twice a day (run this task every 12 hours, or more often)
+  blockwise.ebs.ebs_snapshot_policy:
+    name: twice-daily
+    volume_filters:
+      "tag:backup": "yes"
+    frequency: 12 hours
+    name_template: "{volume_name} Snap"
+
+- name: Nightly at 02:00 Berlin time, all volumes of the production web servers, one crash-consistent set per instance
+  blockwise.ebs.ebs_snapshot_policy:
+    name: nightly-web
+    instance_filters:
+      "tag:Environment": prod
+      "tag:Role": web
+    crash_consistent: true
+    exclude_boot_volume: true
+    frequency: "0 2 * * *"
+    timezone: Europe/Berlin
+    name_template: "{instance_name}_{date}_nightly"
+    copy_tags: true
+    tags:
+      CostCenter: platform
+
+- name: Volumes that carry a generations tag (prune them with retention_tag=Daily_Gens)
+  blockwise.ebs.ebs_snapshot_policy:
+    name: daily-gens
+    volume_filters:
+      "tag-key": Daily_Gens
+    frequency: 1d
+    name_template: "{instance_name}_{volume_id}_daily"
+
+- name: What would be snapshotted now (audit; nothing is created)
+  blockwise.ebs.ebs_snapshot_policy:
+    name: twice-daily
+    volume_filters:
+      "tag:backup": "yes"
+    frequency: 12 hours
+  check_mode: true
+  register: due
+
+- name: Show the volumes that are due
+  ansible.builtin.debug:
+    msg: "{{ due.created | map(attribute='volume_id') | list }}"
+"""
+
+RETURN = r"""
+changed:
+  description: Whether any snapshot was (or, in check mode, would be) created.
+  returned: always
+  type: bool
+created:
+  description:
+    - One item per snapshot created (or, in check mode, to be created; C(snapshot_id) is then null).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume_id:
+      description: The volume.
+      type: str
+      sample: vol-0123456789abcdef0
+    snapshot_id:
+      description: The new snapshot (null in check mode).
+      type: str
+      sample: snap-0123456789abcdef0
+    instance_id:
+      description: The instance the volume is attached to, or null.
+      type: str
+      sample: i-0123456789abcdef0
+    device:
+      description: The volume's device name on that instance, or null.
+      type: str
+      sample: /dev/xvdf
+    name:
+      description: The C(Name) tag.
+      type: str
+      sample: twice-daily-vol-0123456789abcdef0-20240131T020000Z
+    description:
+      description: The snapshot description.
+      type: str
+    tags:
+      description: Every tag of the snapshot.
+      type: dict
+      sample: {"Name": "web-1_vol-0123456789abcdef0_daily", "blockwise:policy": "daily"}
+    state:
+      description: The snapshot state reported by EC2 (C(pending), or C(completed) with O(wait=true)); null in check mode.
+      type: str
+    start_time:
+      description: The snapshot start time (ISO 8601, UTC); null in check mode.
+      type: str
+    kind:
+      description: V(volume) for a single-volume snapshot, V(instance) for a member of a crash-consistent set.
+      type: str
+not_due:
+  description: The selected volumes that are not due, with their newest policy snapshot and when they are next due.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume_id:
+      description: The volume.
+      type: str
+    instance_id:
+      description: The instance the volume is attached to, or null.
+      type: str
+    latest_snapshot_id:
+      description: The newest completed or pending snapshot of the policy.
+      type: str
+    latest_start_time:
+      description: Its start time (ISO 8601, UTC).
+      type: str
+    latest_state:
+      description: Its state (C(completed) or C(pending)).
+      type: str
+    in_flight:
+      description:
+        - True when the policy has a pending snapshot of the volume. The volume is not due until it completes, however
+          long it takes.
+      type: bool
+    next_due:
+      description:
+        - The next scheduled point (ISO 8601, UTC); a run up to O(grace) earlier already takes the snapshot.
+        - For a volume in flight whose schedule has passed, the time of this run (due as soon as the snapshot completes).
+      type: str
+matched:
+  description: The ids of the selected volumes (after O(exclude) and O(exclude_boot_volume)).
+  returned: always
+  type: list
+  elements: str
+excluded:
+  description: Volumes read for the selection but left out, with the reason (C(exclude), C(exclude:<instance id>), C(boot-volume)).
+  returned: always
+  type: list
+  elements: dict
+errors:
+  description: Create requests that failed (after retries), with the EC2 error. The task then fails.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "volume", "volume_ids": ["vol-0123456789abcdef0"], "instance_id": null, "name": "x", "error": "InvalidVolume.NotFound: ..."}]
+summary:
+  description: Counts of the run.
+  returned: always
+  type: dict
+  sample: {"matched": 12, "created": 3, "not_due": 9, "errors": 0, "requests": 3}
+"""
+
+import time
+from datetime import datetime, timezone
+
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+    AWS_ERRORS = (ClientError, BotoCoreError)
+except ImportError:
+    AWS_ERRORS = ()  # AnsibleAWSModule reports the missing library
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_specifications
+
+from ansible_collections.blockwise.ebs.plugins.module_utils import aws
+from ansible_collections.blockwise.ebs.plugins.module_utils import fleet
+from ansible_collections.blockwise.ebs.plugins.module_utils import policy as core
+from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
+
+POLL_SECONDS = 15
+
+
+class InputError(Exception):
+    """Bad input found while reading (e.g. unknown volume ids)."""
+
+
+def read_region(ec2, options):
+    """Read the selection once: volumes, the instances they belong to, and the policy's snapshots."""
+    volumes = []
+    if options.all_volumes:
+        volumes.extend(fleet.read_volumes(ec2))
+    if options.volume_filters:
+        volumes.extend(fleet.read_volumes(ec2, filters=options.volume_filters))
+    if options.volume_ids:
+        found = fleet.read_volumes(ec2, volume_ids=options.volume_ids)
+        missing = core.missing_ids(options.volume_ids, [v["VolumeId"] for v in found])
+        if missing:
+            raise InputError("volume_ids: no such volume in this region: %s" % ", ".join(missing))
+        volumes.extend(found)
+    instances, selected_ids = [], []
+    if options.instance_filters:
+        instances = fleet.read_instances(ec2, filters=options.instance_filters)
+        selected_ids = [i["InstanceId"] for i in instances if i["InstanceId"] not in options.exclude]
+        volumes.extend(fleet.read_attached_volumes(ec2, selected_ids))
+    others = core.unknown_instance_ids(volumes, instances)
+    if others:
+        instances = instances + fleet.read_instances(ec2, instance_ids=others)
+    snapshots = fleet.read_snapshots(ec2, filters=options.snapshot_filters) if volumes else []
+    return volumes, instances, selected_ids, snapshots
+
+
+def create(ec2, action):
+    method, kwargs = core.create_request(action, boto3_tag_specifications)
+    return getattr(ec2, method)(aws_retry=True, **kwargs)
+
+
+def wait_until_completed(ec2, snapshot_ids, timeout):
+    """Poll the new snapshots (one batched pass per poll): ``(items, pending_ids, error_ids)``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = fleet.read_snapshots(ec2, snapshot_ids=snapshot_ids)
+        pending, errors = core.snapshot_states(items)
+        remaining = deadline - time.monotonic()
+        if not pending or remaining <= 0:
+            return items, pending, errors
+        time.sleep(min(POLL_SECONDS, remaining))
+
+
+def error_text(exc):
+    return aws.error_message(exc) if isinstance(exc, AWS_ERRORS) else "%s: %s" % (type(exc).__name__, exc)
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        volume_filters=dict(type="dict"),
+        instance_filters=dict(type="dict"),
+        volume_ids=dict(type="list", elements="str"),
+        exclude=dict(type="list", elements="str", default=[]),
+        all_volumes=dict(type="bool", default=False),
+        frequency=dict(type="str", required=True),
+        timezone=dict(type="str", default="UTC"),
+        grace=dict(type="str"),
+        crash_consistent=dict(type="bool", default=False),
+        exclude_boot_volume=dict(type="bool", default=False),
+        name_template=dict(type="str"),
+        description_template=dict(type="str"),
+        copy_tags=dict(type="bool", default=False),
+        tags=dict(type="dict", default={}),
+        wait=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=900),
+        max_concurrency=dict(type="int", default=4),
+    )
+    module = aws.build_module(argument_spec, required_if=[("crash_consistent", True, ("instance_filters",))])
+    params = module.params
+    try:
+        options = core.options_from_params(params)
+    except core.PolicyError as e:
+        module.fail_json(msg=str(e))
+    except schedule.MissingLibraryError as e:
+        error = schedule.CRONITER_IMPORT_ERROR if e.library == "croniter" else schedule.PYTIMEPARSE_IMPORT_ERROR
+        module.fail_json(msg=missing_required_lib(e.library), exception=error)
+
+    workers = params["max_concurrency"]
+    ec2 = aws.client(module, "ec2", workers=workers)
+    now = datetime.now(timezone.utc)
+    try:
+        volumes, instances, selected_ids, snapshots = read_region(ec2, options)
+        plan = core.plan(options, volumes, instances, snapshots, now, selected_ids)
+    except (InputError, core.PolicyError) as e:
+        module.fail_json(msg=str(e))
+    except AWS_ERRORS as e:
+        module.fail_json_aws(e, msg="Could not read the volumes, instances and snapshots of policy {0}".format(options.name))
+
+    created, failed = [], []
+    if module.check_mode:
+        for action in plan.actions:
+            created.extend(core.created_items(action))
+    else:
+        for action, response, error in fleet.run_bounded(lambda a: create(ec2, a), plan.actions, workers):
+            if error is not None:
+                failed.append(core.failed_item(action, error_text(error)))
+            else:
+                created.extend(core.created_items(action, response))
+
+    wait_problem = None
+    if params["wait"] and created and not module.check_mode:
+        ids = [item["snapshot_id"] for item in created if item["snapshot_id"]]
+        try:
+            items, pending, errors = wait_until_completed(ec2, ids, params["wait_timeout"])
+        except AWS_ERRORS as e:
+            items, pending, errors = [], [], []
+            wait_problem = "Could not poll the new snapshots: {0}".format(error_text(e))
+        states = {item["SnapshotId"]: item.get("State") for item in items}
+        for item in created:
+            item["state"] = states.get(item["snapshot_id"], item["state"])
+        if errors:
+            wait_problem = "{0} new snapshot(s) ended in state error: {1}".format(len(errors), ", ".join(errors))
+        elif pending:
+            wait_problem = "wait_timeout={0}: {1} snapshot(s) still pending: {2}".format(params["wait_timeout"], len(pending), ", ".join(pending))
+
+    result = dict(
+        changed=bool(created),
+        created=created,
+        not_due=plan.not_due,
+        matched=plan.matched,
+        excluded=plan.excluded,
+        errors=failed,
+        summary=dict(
+            matched=len(plan.matched),
+            created=len(created),
+            not_due=len(plan.not_due),
+            errors=len(failed),
+            requests=len(plan.actions),
+        ),
+    )
+    if module._diff:
+        result["diff"] = core.build_diff(plan, created)
+    if failed:
+        details = "; ".join("{0}: {1}".format(item["instance_id"] if item["kind"] == core.INSTANCE else item["volume_ids"][0], item["error"])
+                            for item in failed[:10])
+        module.fail_json(msg="{0} of {1} snapshot requests failed: {2}".format(len(failed), len(plan.actions), details), **result)
+    if wait_problem:
+        module.fail_json(msg=wait_problem, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the blockwise.ebs collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ebs_snapshot_prune
+short_description: Delete the EBS snapshots that a retention policy no longer keeps, with a reason for every decision
+version_added: 0.1.0
+description:
+  - Reads the snapshots in scope (made by an M(blockwise.ebs.ebs_snapshot_policy) policy, or matched by EC2 filters to
+    adopt snapshots made by older tools), groups them per volume, and decides for each one whether it is kept, deleted
+    or protected, with the reasons (C(keep_daily), C(minimum), C(ami:ami-...), ...).
+  - "Never deleted, whatever the rules: snapshots backing an AMI of the account (including disabled and deprecated
+    ones), snapshots that are not C(completed) (pending, error), snapshots tagged with O(protect_tag), snapshots of
+    another account, and snapshots outside the scope. These are checked before deleting, from the data read, not
+    inferred from API errors."
+  - "Circuit breaker: when the plan would delete more than O(max_deletions) snapshots, the task fails without deleting
+    anything and says how many and why; the planned deletions are listed under RV(blocked)."
+  - "The region is read once: the snapshots in scope (server-side filtered), the account's images, and, with
+    O(retention_tag), the snapshots' volumes, each in one paginated pass. Deletions run with bounded concurrency
+    (O(max_concurrency)); throttling and server errors are retried with jittered backoff."
+  - "Each deletion is reported: a snapshot that is already gone counts as deleted (status C(already-gone)); any other
+    error (for example C(InvalidSnapshot.InUse) when an AMI was registered in the meantime) is listed under RV(errors)
+    and, unless O(fail_on_deletion_error=false), fails the task after every other deletion was attempted."
+  - In check mode nothing is deleted and the result is the whole plan (an audit); with C(--diff), each affected
+    volume's snapshot ids before and after. A second run deletes nothing.
+author:
+  - blockwise.ebs maintainers (@blockwise)
+options:
+  policy:
+    description:
+      - Prune the snapshots tagged C(blockwise:policy=<policy>) (made by M(blockwise.ebs.ebs_snapshot_policy) with that
+        O(blockwise.ebs.ebs_snapshot_policy#module:name)).
+      - At least one of O(policy) and O(filters) is required; with both, a snapshot must match both.
+    type: str
+  filters:
+    description:
+      - 'EC2 C(DescribeSnapshots) filters (ANDed) that define the scope, for example C({"tag:Daily_Gens": "*"}) or
+        C({"description": "Created by ebs_snapper*"}) to adopt snapshots made by another tool.'
+      - Only the account's own snapshots are ever read (C(OwnerIds=self)); owner filters are refused.
+    type: dict
+  max_deletions:
+    description:
+      - The circuit breaker, at least 1. When the plan would delete more snapshots than this, the task fails and deletes
+        nothing.
+      - The default suits a daily run over a fleet of a few dozen volumes; raise it for larger fleets or for the first
+        run that adopts an existing backlog (audit that run in check mode first).
+    type: int
+    default: 50
+  max_concurrency:
+    description:
+      - How many deletions are in flight at once (between 1 and 64).
+    type: int
+    default: 4
+  fail_on_deletion_error:
+    description:
+      - When V(true), the task fails if any deletion failed (after all other deletions were attempted); RV(errors) says
+        which and why.
+      - When V(false), failed deletions are reported in RV(errors) and as a warning, and the task succeeds; they are
+        retried by the next run.
+    type: bool
+    default: true
+notes:
+  - "IAM permissions: C(ec2:DescribeSnapshots), C(ec2:DescribeImages), C(ec2:DescribeVolumes) (with O(retention_tag)),
+    and C(ec2:DeleteSnapshot). The account id (to protect snapshots of other owners even if one slipped through the
+    C(OwnerIds=self) read) comes from C(sts:GetCallerIdentity), which needs no permission."
+  - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults).
+  - Supports check mode and diff mode.
+seealso:
+  - module: blockwise.ebs.ebs_snapshot_policy
+extends_documentation_fragment:
+  - blockwise.ebs.retention
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Grandfather-father-son for the nightly policy
+  blockwise.ebs.ebs_snapshot_prune:
+    policy: nightly-web
+    retention:
+      keep_daily: 7
+      keep_weekly: 5
+      keep_monthly: 12
+      keep_yearly: 2
+      minimum: 3
+      timezone: Europe/Berlin
+
+- name: Keep 4 days, but never fewer than 5 snapshots per volume
+  blockwise.ebs.ebs_snapshot_prune:
+    policy: twice-daily
+    retention:
+      keep_within: 4 days
+      minimum: 5
+
+- name: Adopt snapshots of an older tool; each volume's Daily_Gens tag says how many to keep
+  blockwise.ebs.ebs_snapshot_prune:
+    filters:
+      "description": "Created by ebs_snapper*"
+    retention:
+      keep_last: 7
+    retention_tag: Daily_Gens
+    max_deletions: 500
+
+- name: Audit - what would be deleted, and why everything else is kept
+  blockwise.ebs.ebs_snapshot_prune:
+    policy: nightly-web
+    retention:
+      keep_daily: 7
+  check_mode: true
+  diff: true
+  register: audit
+
+- name: Show the planned deletions
+  ansible.builtin.debug:
+    msg: "{{ audit.deleted | map(attribute='snapshot_id') | list }}"
+"""
+
+RETURN = r"""
+changed:
+  description: Whether any snapshot was (or, in check mode, would be) deleted.
+  returned: always
+  type: bool
+deleted:
+  description:
+    - The snapshots deleted (in check mode, to be deleted), per volume, newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    snapshot_id:
+      description: The snapshot.
+      type: str
+      sample: snap-0123456789abcdef0
+    volume_id:
+      description: The volume it was taken from.
+      type: str
+      sample: vol-0123456789abcdef0
+    start_time:
+      description: Its start time (ISO 8601, UTC).
+      type: str
+      sample: "2024-01-31T02:00:04+00:00"
+    reasons:
+      description: Why it is deleted.
+      type: list
+      elements: str
+      sample: [no rule keeps it]
+    status:
+      description: V(deleted), V(already-gone) (it vanished before the request), or V(planned) in check mode.
+      type: str
+kept:
+  description: The snapshots kept by the rules, with every rule that keeps each (C(keep_last), C(keep_daily), C(keep_within), C(minimum), ...).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"snapshot_id": "snap-0123456789abcdef0", "volume_id": "vol-0123456789abcdef0", "start_time": "2024-01-31T02:00:04+00:00",
+            "reasons": ["keep_daily", "keep_weekly", "minimum"]}]
+protected:
+  description:
+    - The snapshots that are never deleted, with why (C(pending), C(ami:<image id>), C(protect-tag), C(owner:<account>),
+      C(out-of-scope), C(retention-tag-invalid)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"snapshot_id": "snap-0123456789abcdef0", "volume_id": "vol-0123456789abcdef0", "start_time": "2024-01-31T02:00:04+00:00",
+            "reasons": ["ami:ami-0123456789abcdef0"]}]
+errors:
+  description: Deletions that failed, with the EC2 error (C(error)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"snapshot_id": "snap-0123456789abcdef0", "volume_id": "vol-0123456789abcdef0", "start_time": "2024-01-31T02:00:04+00:00",
+            "reasons": ["no rule keeps it"], "status": "failed", "error": "InvalidSnapshot.InUse: The snapshot is currently in use by ami-1"}]
+blocked:
+  description: The deletions the circuit breaker stopped (none of them was deleted).
+  returned: when the plan exceeds O(max_deletions)
+  type: list
+  elements: dict
+volumes:
+  description:
+    - Per volume, how many snapshots are kept, deleted and protected; C(keep_last) when O(retention_tag) set it, C(held)
+      with the message when the tag value was invalid.
+  returned: always
+  type: dict
+  sample: {"vol-0123456789abcdef0": {"keep": 7, "delete": 2, "protect": 1, "keep_last": 7}}
+summary:
+  description: Counts of the run.
+  returned: always
+  type: dict
+  sample: {"snapshots": 40, "volumes": 4, "deleted": 8, "kept": 30, "protected": 2, "errors": 0, "already_gone": 0, "planned_deletions": 8}
+"""
+
+from datetime import datetime, timezone
+
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+    AWS_ERRORS = (ClientError, BotoCoreError)
+except ImportError:
+    AWS_ERRORS = ()  # AnsibleAWSModule reports the missing library
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.blockwise.ebs.plugins.module_utils import aws
+from ansible_collections.blockwise.ebs.plugins.module_utils import fleet
+from ansible_collections.blockwise.ebs.plugins.module_utils import prune as core
+from ansible_collections.blockwise.ebs.plugins.module_utils import retention
+from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
+
+MAX_WARNINGS = 20
+
+
+def account_id_of(module):
+    """The caller's account id, or ``(None, warning)`` when STS cannot tell."""
+    try:
+        return aws.client(module, "sts").get_caller_identity(aws_retry=True)["Account"], None
+    except AWS_ERRORS as e:
+        return None, "could not read the account id (sts:GetCallerIdentity: {0}); relying on OwnerIds=self alone".format(aws.error_message(e))
+
+
+def read_region(ec2, options):
+    """One pass each: snapshots in scope, the account's images, and (for retention_tag) the snapshots' volumes."""
+    snapshots = fleet.read_snapshots(ec2, filters=options.snapshot_filters)
+    if not snapshots:
+        return snapshots, [], {}
+    images = fleet.read_images(ec2, include_hidden=True)
+    volume_tags = {}
+    if options.retention_tag:
+        volumes = fleet.read_volumes(ec2, volume_ids=core.volume_ids_of(snapshots))
+        volume_tags = {volume["VolumeId"]: volume["tags"] for volume in volumes}
+    return snapshots, images, volume_tags
+
+
+def delete_all(ec2, decisions, workers):
+    """Delete with bounded concurrency: snapshot_id -> (status, error)."""
+    def delete(decision):
+        ec2.delete_snapshot(SnapshotId=decision.snapshot_id, aws_retry=True)
+
+    outcomes = {}
+    for decision, dummy, error in fleet.run_bounded(delete, decisions, workers):
+        if error is None:
+            outcomes[decision.snapshot_id] = (core.DELETED, None)
+        elif isinstance(error, AWS_ERRORS):
+            outcomes[decision.snapshot_id] = (core.deletion_outcome(aws.error_code(error)), aws.error_message(error))
+        else:
+            outcomes[decision.snapshot_id] = (core.FAILED, "{0}: {1}".format(type(error).__name__, error))
+    return outcomes
+
+
+def main():
+    argument_spec = dict(
+        policy=dict(type="str"),
+        filters=dict(type="dict"),
+        retention=dict(
+            type="dict",
+            required=True,
+            options=dict(
+                keep_last=dict(type="int"),
+                keep_hourly=dict(type="int"),
+                keep_daily=dict(type="int"),
+                keep_weekly=dict(type="int"),
+                keep_monthly=dict(type="int"),
+                keep_yearly=dict(type="int"),
+                keep_within=dict(type="str"),
+                minimum=dict(type="int", default=0),
+                timezone=dict(type="str", default="UTC"),
+            ),
+        ),
+        retention_tag=dict(type="str"),
+        protect_tag=dict(type="str", default=retention.PROTECT_TAG),
+        max_deletions=dict(type="int", default=core.DEFAULT_MAX_DELETIONS),
+        max_concurrency=dict(type="int", default=4),
+        fail_on_deletion_error=dict(type="bool", default=True),
+    )
+    module = aws.build_module(argument_spec, required_one_of=[("policy", "filters")])
+    try:
+        options = core.options_from_params(module.params)
+    except (core.PruneError, retention.RetentionError) as e:
+        module.fail_json(msg=str(e))
+    except schedule.MissingLibraryError as e:
+        module.fail_json(msg=missing_required_lib(e.library), exception=schedule.PYTIMEPARSE_IMPORT_ERROR)
+
+    ec2 = aws.client(module, "ec2", workers=options.max_concurrency)
+    now = datetime.now(timezone.utc)
+    account_id, warning = account_id_of(module)
+    if warning:
+        module.warn(warning)
+    try:
+        snapshots, images, volume_tags = read_region(ec2, options)
+    except AWS_ERRORS as e:
+        module.fail_json_aws(e, msg="Could not read the snapshots in scope, the account's images or the volumes")
+    plan = core.plan(snapshots, images, volume_tags, options, now, account_id)
+    for message in list(plan.held.values())[:MAX_WARNINGS]:
+        module.warn(message)
+
+    stop = core.circuit_breaker(plan, options.max_deletions)
+    if stop:
+        result = core.build_result(plan, blocked=True)
+    elif module.check_mode:
+        result = core.build_result(plan, check_mode=True)
+    else:
+        result = core.build_result(plan, delete_all(ec2, plan.deletions, options.max_concurrency))
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    if stop:
+        module.fail_json(msg=stop, **result)
+    failed = result["errors"]
+    if failed:
+        message = "{0} of {1} deletions failed: {2}".format(
+            len(failed), len(plan.deletions), "; ".join("{0}: {1}".format(item["snapshot_id"], item["error"]) for item in failed[:10]))
+        if options.fail_on_deletion_error:
+            module.fail_json(msg=message, **result)
+        module.warn(message)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

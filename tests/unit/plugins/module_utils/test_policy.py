@@ -1,0 +1,351 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of the ebs_snapshot_policy planner: options, due volumes, what exactly is created."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_specifications
+from ansible_collections.blockwise.ebs.plugins.module_utils import policy
+from ansible_collections.blockwise.ebs.plugins.module_utils.policy import POLICY_TAG, PolicyError
+
+UTC = timezone.utc
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def params(**overrides):
+    base = dict(
+        name="daily", volume_filters={"tag:backup": "yes"}, instance_filters=None, volume_ids=None, exclude=[], all_volumes=False,
+        frequency="1d", timezone="UTC", grace=None, crash_consistent=False, exclude_boot_volume=False, name_template=None,
+        description_template=None, copy_tags=False, tags={}, wait=False, wait_timeout=900, max_concurrency=4,
+    )
+    base.update(overrides)
+    return base
+
+
+def options(**overrides):
+    return policy.options_from_params(params(**overrides))
+
+
+def vol(volume_id, name=None, instance_id=None, device=None, tags=None):
+    all_tags = dict(tags or {})
+    if name:
+        all_tags["Name"] = name
+    item = {"VolumeId": volume_id, "tags": all_tags, "Attachments": []}
+    if instance_id:
+        item["Attachments"] = [{"InstanceId": instance_id, "Device": device, "State": "attached"}]
+    return item
+
+
+def inst(instance_id, name=None, root="/dev/xvda", tags=None):
+    all_tags = dict(tags or {})
+    if name:
+        all_tags["Name"] = name
+    return {"InstanceId": instance_id, "RootDeviceName": root, "tags": all_tags}
+
+
+def snap(snapshot_id, volume_id, age, state="completed", name="daily"):
+    return {"SnapshotId": snapshot_id, "VolumeId": volume_id, "StartTime": NOW - age, "State": state,
+            "tags": {POLICY_TAG: name} if name else {}}
+
+
+def created_volumes(the_plan):
+    return sorted(volume_id for action in the_plan.actions for volume_id in action["volume_ids"])
+
+
+# --- options ------------------------------------------------------------------------------------
+
+
+def test_options_defaults():
+    opts = options()
+    assert opts.name == "daily" and opts.frequency.interval == timedelta(days=1)
+    assert opts.name_template == policy.DEFAULT_NAME_TEMPLATE
+    assert opts.description_template == policy.DEFAULT_DESCRIPTION_TEMPLATE
+    assert opts.grace is None and opts.grace_at(NOW) == timedelta(minutes=5)
+    assert opts.snapshot_filters == {"tag:blockwise:policy": "daily"}
+
+
+def test_options_crash_consistent_defaults_use_set_variables():
+    opts = options(volume_filters=None, instance_filters={"tag:a": "b"}, crash_consistent=True)
+    assert opts.name_template == policy.DEFAULT_SET_NAME_TEMPLATE
+    assert opts.description_template == policy.DEFAULT_SET_DESCRIPTION_TEMPLATE
+
+
+def test_options_grace_values():
+    assert options(grace="0").grace == timedelta(0)
+    assert options(grace="0s").grace == timedelta(0)
+    assert options(grace="10m").grace == timedelta(minutes=10)
+    assert options(frequency="30m").grace_at(NOW) == timedelta(minutes=3)
+    assert options(frequency="0 2 * * *").grace_at(NOW) == timedelta(minutes=5)
+
+
+def test_options_numeric_tag_values_become_strings():
+    assert options(tags={"Daily_Gens": 7, "ratio": 1.5}).tags == {"Daily_Gens": "7", "ratio": "1.5"}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"volume_filters": None}, "empty selection"),
+    ({"volume_filters": {}, "volume_ids": []}, "empty selection"),
+    ({"all_volumes": True}, "all_volumes=true selects every volume of the region and cannot be combined with volume_filters"),
+    ({"name": " "}, "name must be a non-empty string"),
+    ({"name": "x" * 300}, "name: value"),
+    ({"frequency": "often"}, "frequency: frequency 'often' is neither a duration"),
+    ({"frequency": "1 year"}, "months and years"),
+    ({"frequency": "0 0 30 2 *"}, "never fires"),
+    ({"frequency": "0 2 * * *", "timezone": "Nowhere/Land"}, "timezone: unknown time zone 'Nowhere/Land'"),
+    ({"grace": "1d"}, "grace='1d' must be shorter than frequency='1d'"),
+    ({"grace": "-5m"}, "grace:"),
+    ({"name_template": "{volume}"}, "name_template: unknown variable 'volume'"),
+    ({"name_template": "{snapshot_id}"}, "name_template: unknown variable 'snapshot_id'"),
+    ({"description_template": "{0}"}, "description_template"),
+    ({"volume_filters": None, "instance_filters": {"a": "b"}, "crash_consistent": True, "name_template": "{volume_id}"},
+     "only the set's variables"),
+    ({"crash_consistent": True}, "crash_consistent=true needs instance_filters"),
+    ({"tags": {"Name": "x"}}, "tags: the key 'Name' is reserved"),
+    ({"tags": {POLICY_TAG: "x"}}, "tags: the key 'blockwise:policy' is reserved"),
+    ({"tags": {"aws:x": "y"}}, "reserved prefix 'aws:'"),
+    ({"tags": {"k": ["list"]}}, "tags.k: tag values must be strings"),
+    ({"volume_ids": ["snap-1"]}, "volume_ids: 'snap-1' is not a volume id (vol-...)"),
+    ({"exclude": ["web"]}, "exclude: 'web' is not a volume id (vol-...) or instance id (i-...)"),
+    ({"max_concurrency": 0}, "max_concurrency must be between 1 and 64, got 0"),
+    ({"max_concurrency": 65}, "max_concurrency must be between 1 and 64, got 65"),
+    ({"wait_timeout": 0}, "wait_timeout must be at least 1 second"),
+])
+def test_options_errors_name_the_option(overrides, message):
+    with pytest.raises(PolicyError) as caught:
+        options(**overrides)
+    assert message in str(caught.value)
+
+
+def test_missing_ids_keeps_request_order():
+    assert policy.missing_ids(["vol-3", "vol-1", "vol-3", "vol-2"], ["vol-1"]) == ["vol-3", "vol-2"]
+
+
+def test_attachment_and_unknown_instances():
+    volumes = [vol("vol-1", instance_id="i-2", device="/dev/sdf"), vol("vol-2"), vol("vol-3", instance_id="i-1", device="/dev/sda1")]
+    volumes[0]["Attachments"].append({"InstanceId": "i-9", "Device": "/dev/sdz", "State": "detached"})
+    assert policy.attachment_of(volumes[0]) == ("i-2", "/dev/sdf")
+    assert policy.attachment_of(volumes[1]) == (None, None)
+    assert policy.unknown_instance_ids(volumes, [inst("i-1")]) == ["i-2"]
+
+
+# --- due -----------------------------------------------------------------------------------------
+
+
+def test_plan_due_not_due_in_flight_and_error_snapshots():
+    volumes = [vol("vol-%d" % i) for i in range(1, 7)]
+    snapshots = [
+        snap("snap-2", "vol-2", timedelta(days=2)),  # due
+        snap("snap-3", "vol-3", timedelta(hours=3)),  # recent: not due
+        snap("snap-4", "vol-4", timedelta(days=3), state="pending"),  # in flight however old
+        snap("snap-5", "vol-5", timedelta(hours=1), state="error"),  # does not count: due
+        snap("snap-6", "vol-6", timedelta(hours=1), name="other"),  # another policy: due
+        snap("snap-3b", "vol-3", timedelta(days=5)),
+    ]
+    the_plan = policy.plan(options(), volumes, [], snapshots, NOW)
+    assert the_plan.matched == ["vol-1", "vol-2", "vol-3", "vol-4", "vol-5", "vol-6"]
+    assert created_volumes(the_plan) == ["vol-1", "vol-2", "vol-5", "vol-6"]
+    not_due = {item["volume_id"]: item for item in the_plan.not_due}
+    assert not_due["vol-3"] == {
+        "volume_id": "vol-3", "instance_id": None, "latest_snapshot_id": "snap-3",
+        "latest_start_time": "2024-05-01T09:00:00+00:00", "latest_state": "completed", "in_flight": False,
+        "next_due": "2024-05-02T09:00:00+00:00",
+    }
+    assert not_due["vol-4"]["in_flight"] is True and not_due["vol-4"]["next_due"] == NOW.isoformat()
+    assert the_plan.changed
+
+
+def test_plan_grace_and_second_run_creates_nothing():
+    volumes = [vol("vol-1"), vol("vol-2")]
+    snapshots = [snap("snap-1", "vol-1", timedelta(hours=23, minutes=57)), snap("snap-2", "vol-2", timedelta(hours=23, minutes=50))]
+    the_plan = policy.plan(options(), volumes, [], snapshots, NOW)
+    assert created_volumes(the_plan) == ["vol-1"]
+    assert created_volumes(policy.plan(options(grace="0"), volumes, [], snapshots, NOW)) == []
+    # after creating, the next run finds everything taken
+    snapshots += [snap("snap-new-1", "vol-1", timedelta(0)), snap("snap-new-2", "vol-2", timedelta(0))]
+    assert not policy.plan(options(), volumes, [], snapshots, NOW + timedelta(seconds=30)).changed
+
+
+def test_twelve_hour_job_with_jitter_never_skips_a_run():
+    opts = options(frequency="12 hours")
+    snapshots = []
+    runs = [timedelta(hours=12 * k, seconds=(-40 if k % 2 else 35)) for k in range(20)]
+    for index, offset in enumerate(runs):
+        when = NOW + offset
+        the_plan = policy.plan(opts, [vol("vol-1")], [], snapshots, when)
+        assert created_volumes(the_plan) == ["vol-1"], index
+        snapshots.append({"SnapshotId": "snap-%d" % index, "VolumeId": "vol-1", "StartTime": when, "State": "completed",
+                          "tags": {POLICY_TAG: "daily"}})
+
+
+def test_cron_policy_in_a_time_zone():
+    opts = options(frequency="0 2 * * *", timezone="Europe/Berlin")  # 02:00 CEST = 00:00 UTC
+    volumes = [vol("vol-1"), vol("vol-2")]
+    snapshots = [snap("snap-1", "vol-1", timedelta(hours=12, minutes=30)), snap("snap-2", "vol-2", timedelta(hours=11, minutes=59))]
+    the_plan = policy.plan(opts, volumes, [], snapshots, NOW)
+    assert created_volumes(the_plan) == ["vol-1"]
+    assert the_plan.not_due[0]["next_due"] == "2024-05-02T00:00:00+00:00"
+
+
+# --- selection ---------------------------------------------------------------------------------
+
+
+def test_exclude_volumes_instances_and_boot_volumes():
+    instances = [inst("i-1", "web"), inst("i-2", "db")]
+    volumes = [
+        vol("vol-1", instance_id="i-1", device="/dev/xvda"),
+        vol("vol-2", instance_id="i-1", device="/dev/sdf"),
+        vol("vol-3", instance_id="i-2", device="/dev/sdf"),
+        vol("vol-4"),
+        vol("vol-4"),  # read twice (two selectors): counted once
+    ]
+    the_plan = policy.plan(options(exclude=["i-2", "vol-4"], exclude_boot_volume=True), volumes, instances, [], NOW)
+    assert the_plan.matched == ["vol-2"]
+    assert the_plan.excluded == [
+        {"volume_id": "vol-1", "reason": "boot-volume"},
+        {"volume_id": "vol-3", "reason": "exclude:i-2"},
+        {"volume_id": "vol-4", "reason": "exclude"},
+    ]
+
+
+def test_names_descriptions_and_tags_of_a_volume_snapshot():
+    instances = [inst("i-1", "web-1", tags={"Environment": "prod", "Owner": "ops", "aws:autoscaling:groupName": "g"})]
+    volumes = [
+        vol("vol-1", "data", instance_id="i-1", device="/dev/sdf",
+            tags={"Owner": "dba", "blockwise:protect": "yes", "aws:cloudformation:stack-id": "s"}),
+        vol("vol-2"),
+    ]
+    opts = options(name_template="{instance_name}_{volume_id}_daily", description_template="{volume_name} Snap {date}",
+                   copy_tags=True, tags={"CostCenter": "7"})
+    the_plan = policy.plan(opts, volumes, instances, [], NOW, selected_instance_ids=["i-1"])
+    first, second = the_plan.actions
+    assert first["name"] == "web-1_vol-1_daily"
+    assert first["description"] == "data Snap 2024-05-01"
+    assert first["tags"] == {"Environment": "prod", "Owner": "dba", "Name": "web-1_vol-1_daily", "CostCenter": "7", POLICY_TAG: "daily"}
+    assert first["devices"] == {"vol-1": "/dev/sdf"} and first["instance_id"] == "i-1"
+    # unattached, unnamed volume: empty variables render as ''
+    assert second["name"] == "_vol-2_daily" and second["description"] == " Snap 2024-05-01"
+    assert second["instance_id"] is None
+
+
+def test_instance_tags_only_for_instances_selected_by_instance_filters():
+    instances = [inst("i-1", "web-1", tags={"Environment": "prod"})]
+    volumes = [vol("vol-1", instance_id="i-1", device="/dev/sdf")]
+    the_plan = policy.plan(options(copy_tags=True), volumes, instances, [], NOW, selected_instance_ids=[])
+    assert "Environment" not in the_plan.actions[0]["tags"]
+
+
+def test_default_name_and_empty_name_template():
+    the_plan = policy.plan(options(), [vol("vol-1")], [], [], NOW)
+    assert the_plan.actions[0]["name"] == "daily-vol-1-20240501T120000Z"
+    the_plan = policy.plan(options(name_template=""), [vol("vol-1")], [], [], NOW)
+    assert "Name" not in the_plan.actions[0]["tags"]
+
+
+def test_rendered_values_are_checked():
+    with pytest.raises(PolicyError, match="description_template renders 300 characters for vol-1"):
+        policy.plan(options(description_template="{volume_name}"), [vol("vol-1", "x" * 300)], [], [], NOW)
+    with pytest.raises(PolicyError, match="name_template \\(rendered for vol-1\\)"):
+        policy.plan(options(name_template="{volume_name}"), [vol("vol-1", "x" * 300)], [], [], NOW)
+    many = {"k%d" % i: "v" for i in range(60)}
+    with pytest.raises(PolicyError, match="tags of the snapshot of vol-1: 62 tags; EC2 allows at most 50"):
+        policy.plan(options(copy_tags=True), [vol("vol-1", tags=many)], [], [], NOW)
+
+
+# --- crash-consistent sets -----------------------------------------------------------------------
+
+
+def crash_fixture():
+    instances = [inst("i-1", "db-1", root="/dev/xvda", tags={"Environment": "prod"}), inst("i-2", "db-2")]
+    volumes = [
+        vol("vol-10", instance_id="i-1", device="/dev/xvda"),
+        vol("vol-11", instance_id="i-1", device="/dev/sdf"),
+        vol("vol-12", instance_id="i-1", device="/dev/sdg"),
+        vol("vol-13", instance_id="i-1", device="/dev/sdh"),
+        vol("vol-20", instance_id="i-2", device="/dev/sdf"),
+        vol("vol-30"),  # selected by volume_filters too: a single-volume snapshot
+    ]
+    return instances, volumes
+
+
+def crash_options(**overrides):
+    return options(volume_filters={"tag:x": "y"}, instance_filters={"tag:Environment": "prod"}, crash_consistent=True, **overrides)
+
+
+def test_crash_consistent_one_set_per_instance_with_exclusions():
+    instances, volumes = crash_fixture()
+    snapshots = [
+        snap("snap-11", "vol-11", timedelta(days=2)),  # due: the set of i-1 is due
+        snap("snap-12", "vol-12", timedelta(hours=1)),  # not due, but taken with its set
+        snap("snap-20", "vol-20", timedelta(hours=1)),  # i-2 not due
+    ]
+    opts = crash_options(exclude=["vol-13"], exclude_boot_volume=True, copy_tags=True, name_template="{instance_name}_{date}")
+    the_plan = policy.plan(opts, volumes, instances, snapshots, NOW, selected_instance_ids=["i-1", "i-2"])
+    sets = [action for action in the_plan.actions if action["kind"] == policy.INSTANCE]
+    singles = [action for action in the_plan.actions if action["kind"] == policy.VOLUME]
+    assert len(sets) == 1
+    assert sets[0]["instance_id"] == "i-1" and sets[0]["volume_ids"] == ["vol-11", "vol-12"]
+    assert sets[0]["exclude_boot_volume"] is True and sets[0]["exclude_data_volume_ids"] == ["vol-13"]
+    assert sets[0]["name"] == "db-1_2024-05-01"
+    assert sets[0]["tags"] == {"Environment": "prod", "Name": "db-1_2024-05-01", POLICY_TAG: "daily"}
+    assert [action["volume_id"] for action in singles] == ["vol-30"]
+    assert [item["volume_id"] for item in the_plan.not_due] == ["vol-20"]
+
+    method, kwargs = policy.create_request(sets[0], boto3_tag_specifications)
+    assert method == "create_snapshots"
+    assert kwargs["InstanceSpecification"] == {"InstanceId": "i-1", "ExcludeBootVolume": True, "ExcludeDataVolumeIds": ["vol-13"]}
+    assert kwargs["TagSpecifications"][0]["ResourceType"] == "snapshot"
+    assert {"Key": POLICY_TAG, "Value": "daily"} in kwargs["TagSpecifications"][0]["Tags"]
+
+
+def test_crash_consistent_keeps_boot_volume_unless_excluded():
+    instances, volumes = crash_fixture()
+    the_plan = policy.plan(crash_options(), volumes, instances, [], NOW, selected_instance_ids=["i-1"])
+    [set_action] = [a for a in the_plan.actions if a["kind"] == policy.INSTANCE]
+    assert set_action["volume_ids"] == ["vol-10", "vol-11", "vol-12", "vol-13"]
+    assert set_action["exclude_boot_volume"] is False and set_action["exclude_data_volume_ids"] == []
+    method, kwargs = policy.create_request(set_action, boto3_tag_specifications)
+    assert kwargs["InstanceSpecification"] == {"InstanceId": "i-1", "ExcludeBootVolume": False}
+
+
+# --- requests, results, diff ---------------------------------------------------------------------
+
+
+def test_volume_request_created_items_and_diff():
+    snapshots = [snap("snap-old", "vol-1", timedelta(days=2))]
+    the_plan = policy.plan(options(description_template=""), [vol("vol-1")], [], snapshots, NOW)
+    [action] = the_plan.actions
+    method, kwargs = policy.create_request(action, boto3_tag_specifications)
+    assert method == "create_snapshot" and kwargs["VolumeId"] == "vol-1" and "Description" not in kwargs
+
+    [planned] = policy.created_items(action)
+    assert planned["snapshot_id"] is None and planned["state"] is None and planned["kind"] == "volume"
+    response = {"SnapshotId": "snap-new", "State": "pending", "StartTime": NOW, "VolumeId": "vol-1"}
+    [done] = policy.created_items(action, response)
+    assert done["snapshot_id"] == "snap-new" and done["start_time"] == NOW.isoformat()
+    diff = policy.build_diff(the_plan, [done])
+    assert diff["before"] == {"vol-1": {"latest_snapshot_id": "snap-old", "latest_start_time": (NOW - timedelta(days=2)).isoformat()}}
+    assert diff["after"]["vol-1"]["latest_snapshot_id"] == "snap-new"
+    assert policy.build_diff(the_plan, [planned])["after"]["vol-1"]["latest_snapshot_id"] == "(new snapshot)"
+
+
+def test_set_created_items_follow_the_response_and_failures():
+    instances, volumes = crash_fixture()
+    the_plan = policy.plan(crash_options(), volumes, instances, [], NOW, selected_instance_ids=["i-1"])
+    [set_action] = [a for a in the_plan.actions if a["kind"] == policy.INSTANCE]
+    response = {"Snapshots": [{"SnapshotId": "snap-b", "VolumeId": "vol-11", "StartTime": NOW}, {"SnapshotId": "snap-a", "VolumeId": "vol-10"}]}
+    items = policy.created_items(set_action, response)
+    assert [(i["volume_id"], i["snapshot_id"], i["device"]) for i in items] == [("vol-10", "snap-a", "/dev/xvda"), ("vol-11", "snap-b", "/dev/sdf")]
+    failed = policy.failed_item(set_action, "InvalidInstanceID.NotFound: gone")
+    assert failed["instance_id"] == "i-1" and failed["volume_ids"] == ["vol-10", "vol-11", "vol-12", "vol-13"]
+
+
+def test_snapshot_states():
+    items = [{"SnapshotId": "s1", "State": "pending"}, {"SnapshotId": "s2", "State": "completed"}, {"SnapshotId": "s3", "State": "error"}]
+    assert policy.snapshot_states(items) == (["s1"], ["s3"])
+
+
+def test_plan_requires_an_aware_now():
+    with pytest.raises(ValueError, match="now must be timezone-aware"):
+        policy.plan(options(), [], [], [], datetime(2024, 1, 1))

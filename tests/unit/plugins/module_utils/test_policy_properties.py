@@ -1,0 +1,58 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Property tests of the ebs_snapshot_policy planner: deterministic, idempotent, never duplicates in-flight work."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import given, settings, strategies as st
+
+from ansible_collections.blockwise.ebs.plugins.module_utils import policy
+from ansible_collections.blockwise.ebs.plugins.module_utils.policy import POLICY_TAG
+
+UTC = timezone.utc
+NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)
+FREQUENCIES = ["30m", "12 hours", "1d", "0 2 * * *", "*/15 * * * *", "0 3 * * 1"]
+
+snapshot_st = st.tuples(
+    st.integers(min_value=0, max_value=7),  # volume index
+    st.integers(min_value=0, max_value=10 * 24 * 60),  # age in minutes
+    st.sampled_from(["completed", "completed", "pending", "error"]),
+    st.sampled_from(["daily", "daily", "other"]),
+)
+
+
+def build(volume_count, raw):
+    volumes = [{"VolumeId": "vol-%d" % i, "tags": {}, "Attachments": []} for i in range(volume_count)]
+    snapshots = [
+        {"SnapshotId": "snap-%03d" % index, "VolumeId": "vol-%d" % (vol % volume_count), "StartTime": NOW - timedelta(minutes=age),
+         "State": state, "tags": {POLICY_TAG: name}}
+        for index, (vol, age, state, name) in enumerate(raw)
+    ]
+    return volumes, snapshots
+
+
+def options(frequency):
+    return policy.options_from_params(dict(name="daily", volume_filters={"tag:a": "b"}, frequency=frequency, timezone="UTC"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(FREQUENCIES), st.integers(min_value=1, max_value=8), st.lists(snapshot_st, max_size=30), st.randoms())
+def test_plan_is_deterministic_and_idempotent(frequency, volume_count, raw, rnd):
+    opts = options(frequency)
+    volumes, snapshots = build(volume_count, raw)
+    first = policy.plan(opts, volumes, [], snapshots, NOW)
+    shuffled_volumes, shuffled_snapshots = list(volumes), list(snapshots)
+    rnd.shuffle(shuffled_volumes)
+    rnd.shuffle(shuffled_snapshots)
+    second = policy.plan(opts, shuffled_volumes, [], shuffled_snapshots, NOW)
+    assert first.actions == second.actions and first.not_due == second.not_due
+
+    created = {v for action in first.actions for v in action["volume_ids"]}
+    pending = {s["VolumeId"] for s in snapshots if s["State"] == "pending" and s["tags"][POLICY_TAG] == "daily"}
+    assert not created & pending  # never a second snapshot while one is in flight
+    assert created | {item["volume_id"] for item in first.not_due} == {v["VolumeId"] for v in volumes}
+
+    # Apply the plan: a run one minute later creates nothing.
+    made = [{"SnapshotId": "snap-new-%s" % v, "VolumeId": v, "StartTime": NOW, "State": "pending", "tags": {POLICY_TAG: "daily"}}
+            for v in sorted(created)]
+    assert not policy.plan(opts, volumes, [], snapshots + made, NOW + timedelta(minutes=1)).changed
