@@ -49,34 +49,6 @@ DESCRIBE_TARGET = 30
 UTC = timezone.utc
 
 
-def index_moto_tag_lookups():
-    """Make moto's per-resource tag lookup O(1).
-
-    moto answers "the tags of resource X" (asked once per item of every Describe* answer) by scanning
-    every tag of the region with regular expressions, which is quadratic: a DescribeSnapshots answer of
-    30,000 snapshots would take hours. The single-resource case is answered from moto's own dict;
-    every other query still goes through moto's code. The endpoint's behaviour is unchanged.
-    """
-    from moto.ec2.models.tags import TagBackend  # pylint: disable=import-outside-toplevel
-    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix  # pylint: disable=import-outside-toplevel
-
-    original = TagBackend.describe_tags
-    if getattr(original, "indexed", False):
-        return
-
-    def describe_tags(self, filters=None):
-        ids = (filters or {}).get("resource-id") or ()
-        if filters and set(filters) == {"resource-id"} and len(ids) == 1 and not any(c in ids[0] for c in "*?\\"):
-            resource_id = ids[0]
-            kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
-            return [{"resource_id": resource_id, "key": key, "value": value, "resource_type": kind}
-                    for key, value in dict(self.tags.get(resource_id) or {}).items()]
-        return original(self, filters)
-
-    describe_tags.indexed = True
-    TagBackend.describe_tags = describe_tags
-
-
 def seed(volumes, per_volume, now):
     """Volumes tagged backup=yes, each with ``per_volume`` daily policy snapshots; about half are due."""
     backend = ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
@@ -188,9 +160,8 @@ def main(argv=None):
     now = datetime.now(UTC)
     rows, notes = [], []
 
-    index_moto_tag_lookups()
     notes.append("moto's per-resource tag lookup scans every tag of the region (quadratic in the number of resources); "
-                 "the bench indexes that one lookup in its in-process endpoint, answers are unchanged.")
+                 "the local endpoint indexes that one lookup (tests/localaws/moto_speedups.py), answers are unchanged.")
     with LocalAWS() as aws, tempfile.TemporaryDirectory() as workdir:
         started = time.perf_counter()
         volume_ids = seed(volumes, per_volume, now)

@@ -228,7 +228,6 @@ def test_crash_consistent_set_per_instance(aws, playbook):
     assert aws.mutating_calls() == {}
 
 
-@pytest.mark.xfail(strict=True, reason="the local endpoint (moto) ignores CreateSnapshots InstanceSpecification.ExcludeDataVolumeIds")
 def test_crash_consistent_set_leaves_out_excluded_data_volumes(aws, playbook):
     ec2 = aws.client("ec2")
     dummy, root, data = instance(ec2, "db-3", data_volumes=3, tags={"Environment": "prod"})

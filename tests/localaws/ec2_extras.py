@@ -17,6 +17,7 @@ from datetime import timezone
 from xml.sax.saxutils import escape
 
 import botocore.session
+from moto.core.exceptions import ServiceException
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami
 from moto.ec2.models.elastic_block_store import Snapshot
@@ -127,6 +128,19 @@ def add_foreign_snapshot(account_id, region, owner_id, volume_size=8, tags=None,
     return snapshot.id
 
 
+def _snapshot_info_xml(snapshot, tags):
+    """One ``SnapshotInfo`` item of a CreateSnapshots answer."""
+    start = snapshot.start_time
+    started = start.strftime("%Y-%m-%dT%H:%M:%S.000Z") if hasattr(start, "strftime") else str(start)
+    tag_set = "".join(f"<item><key>{escape(k)}</key><value>{escape(v)}</value></item>" for k, v in tags.items())
+    fields = {
+        "snapshotId": snapshot.id, "volumeId": snapshot.volume.id, "state": snapshot.status, "volumeSize": snapshot.volume.size,
+        "startTime": started, "progress": "100%" if snapshot.status == "completed" else "0%", "ownerId": snapshot.owner_id,
+        "encrypted": str(bool(snapshot.encrypted)).lower(), "description": escape(snapshot.description or ""), "tagSet": tag_set,
+    }
+    return "<item>" + "".join(f"<{name}>{value}</{name}>" for name, value in fields.items()) + "</item>"
+
+
 class Ec2Extras:
     """Intercepts the EC2 actions listed in the module docstring; others go to moto untouched."""
 
@@ -141,6 +155,7 @@ class Ec2Extras:
             "DeleteSnapshot": self.delete_snapshot,
             "CreateTags": self.create_tags,
             "CopySnapshot": self.copy_snapshot,
+            "CreateSnapshots": self.create_snapshots,
             "RegisterImage": self.register_image,
             "CreateImage": self.create_image,
         }
@@ -273,6 +288,46 @@ class Ec2Extras:
             copy = backend.snapshots[_SNAPSHOT_ID_RE.search(response.body).group(1).decode()]
             copy.blocks = {index: entry[1] for index, entry in visible_blocks(source).items()}
         return response
+
+    def create_snapshots(self, request, backend, _moto_app):
+        """Multi-volume snapshot set of an instance, as AWS makes it (moto ignores most options).
+
+        Honours ``ExcludeBootVolume``, ``ExcludeDataVolumeIds`` (naming the root volume is an error),
+        ``CopyTagsFromSource=volume`` (volume tags, then the snapshot tag specification on top) and
+        answers with each snapshot's ``State``.
+        """
+        self._refuse_dry_run(request)
+        form = request.form
+        try:
+            instance = backend.get_instance(form.get("InstanceSpecification.InstanceId", ""))
+        except ServiceException as exc:
+            raise Ec2Error(exc.code, exc.message) from exc
+        excluded = {v for k, v in form.items() if re.fullmatch(r"InstanceSpecification\.ExcludeDataVolumeId\.\d+", k)}
+        exclude_boot = form.get("InstanceSpecification.ExcludeBootVolume", "false").lower() == "true"
+        copy_tags = form.get("CopyTagsFromSource") == "volume"
+        spec_tags = tag_specifications(form).get("snapshot", {})
+        mappings = list(instance.get_block_device_mapping)
+        devices = [device for device, _block in mappings]
+        # moto gives every instance of an unknown AMI the root /dev/sda1; then the first mapping is the root.
+        root = instance.root_device_name if instance.root_device_name in devices else (devices[0] if devices else None)
+        selected = []
+        for device, block in mappings:
+            is_root = device == root
+            if is_root and block.volume_id in excluded:
+                raise Ec2Error("InvalidParameterValue", f"The root volume {block.volume_id} cannot be in ExcludeDataVolumeIds.")
+            if (is_root and exclude_boot) or block.volume_id in excluded:
+                continue
+            selected.append(backend.get_volume(block.volume_id))
+        items = []
+        for volume in selected:
+            snapshot = backend.create_snapshot(volume.id, form.get("Description", ""))
+            tags = dict(backend.tags.get(volume.id) or {}) if copy_tags else {}
+            tags = {k: v for k, v in tags.items() if not k.startswith("aws:")}
+            tags.update(spec_tags)
+            if tags:
+                snapshot.add_tags(tags)
+            items.append(_snapshot_info_xml(snapshot, tags))
+        return ec2_response(request.action, {"snapshotSet": "".join(items)})
 
     def register_image(self, request, backend, moto_app):
         """Register an image with the given mappings (moto would invent one 15 GiB snapshot)."""

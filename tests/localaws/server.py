@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 
 from .client import LocalAWSControl
 from .middleware import FidelityMiddleware
+from .moto_speedups import index_moto_tag_lookups
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -44,6 +45,7 @@ class LocalAWS(LocalAWSControl):
         """Listen on ``host:port`` (port 0 picks a free one) and serve in a background thread."""
         if self._server is not None:
             raise RuntimeError("LocalAWS is already running")
+        index_moto_tag_lookups()
         self.middleware = FidelityMiddleware(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self.host, self.port, self.middleware, threaded=True, request_handler=QuietRequestHandler)
         self.port = self._server.server_port

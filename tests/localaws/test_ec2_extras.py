@@ -218,3 +218,37 @@ def test_foreign_snapshot_cannot_be_deleted_or_tagged(aws):
             call()
         assert excinfo.value.response["Error"]["Code"] == "UnauthorizedOperation"
     assert ec2.describe_snapshots(SnapshotIds=[foreign])["Snapshots"][0]["OwnerId"] == "210987654321"
+
+
+def _instance_with_volumes(ec2):
+    instance = ec2.run_instances(
+        ImageId="ami-12345678", MinCount=1, MaxCount=1,
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}},
+                             {"DeviceName": "/dev/xvdb", "Ebs": {"VolumeSize": 20}},
+                             {"DeviceName": "/dev/xvdc", "Ebs": {"VolumeSize": 30}}],
+    )["Instances"][0]
+    return instance["InstanceId"], {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]}
+
+
+def test_create_snapshots_honours_exclusions_and_copies_tags(aws):
+    ec2 = aws.client("ec2")
+    instance_id, volumes = _instance_with_volumes(ec2)
+    ec2.create_tags(Resources=[volumes["/dev/xvdb"]], Tags=[{"Key": "team", "Value": "db"}, {"Key": "Name", "Value": "data"}])
+    answer = ec2.create_snapshots(
+        InstanceSpecification={"InstanceId": instance_id, "ExcludeBootVolume": True, "ExcludeDataVolumeIds": [volumes["/dev/xvdc"]]},
+        Description="set", CopyTagsFromSource="volume",
+        TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "Name", "Value": "from-set"}]}],
+    )["Snapshots"]
+    assert [s["VolumeId"] for s in answer] == [volumes["/dev/xvdb"]]
+    assert answer[0]["State"] == "completed"
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_snapshots(SnapshotIds=[answer[0]["SnapshotId"]])["Snapshots"][0]["Tags"]}
+    assert tags == {"team": "db", "Name": "from-set"}
+
+
+def test_create_snapshots_refuses_root_in_exclusions(aws):
+    ec2 = aws.client("ec2")
+    instance_id, volumes = _instance_with_volumes(ec2)
+    with pytest.raises(ClientError) as excinfo:
+        ec2.create_snapshots(InstanceSpecification={"InstanceId": instance_id, "ExcludeDataVolumeIds": [volumes["/dev/xvda"]]})
+    assert excinfo.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert len(ec2.create_snapshots(InstanceSpecification={"InstanceId": instance_id})["Snapshots"]) == 3
