@@ -2,7 +2,6 @@
 """ebs_snapshot_policy through ansible-playbook against the local endpoint, with back-dated snapshots."""
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
