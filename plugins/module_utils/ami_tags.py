@@ -36,6 +36,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import ansible_
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 
 from ansible_collections.blockwise.ebs.plugins.module_utils import fleet
+from ansible_collections.blockwise.ebs.plugins.module_utils.aws import AWS_ERRORS
 from ansible_collections.blockwise.ebs.plugins.module_utils.aws import error_code
 from ansible_collections.blockwise.ebs.plugins.module_utils.aws import error_message
 from ansible_collections.blockwise.ebs.plugins.module_utils.templates import MAX_TAGS_PER_RESOURCE
@@ -466,7 +467,7 @@ def apply(ec2, calls):
     for position, (action, write, call) in enumerate(queue):
         try:
             missing = _tolerant_call(lambda batch, w=write, t=call["tags"]: w(ec2, batch, t), call["resources"], outcome["vanished"])
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             outcome["error"] = "%s failed: %s" % (action, error_message(exc))
             for dummy_action, dummy_write, later in queue[position:]:
                 outcome["unfinished"].update(rid for rid in later["resources"] if rid not in outcome["vanished"])

@@ -256,11 +256,6 @@ missing_image_ids:
   sample: []
 """
 
-try:
-    import botocore
-except ImportError:
-    pass  # handled by AnsibleAWSModule
-
 from ansible_collections.blockwise.ebs.plugins.module_utils import ami_tags as core
 from ansible_collections.blockwise.ebs.plugins.module_utils import aws
 from ansible_collections.blockwise.ebs.plugins.module_utils.templates import TemplateError
@@ -294,7 +289,7 @@ def main():
         images, missing = core.read_images(ec2, params["image_ids"], params["filters"], params["owners"])
         snapshots = core.read_snapshots(ec2, core.referenced_snapshot_ids(images))
         others = core.read_other_images(ec2, core.owner_lookups(images, snapshots))
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+    except aws.AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Could not read the images and their snapshots")
 
     try:

@@ -154,7 +154,7 @@ def read_known_regions(module, region_hint):
     ec2 = aws.client(module, "ec2", region=region_hint)
     try:
         regions = ec2.describe_regions(AllRegions=True, aws_retry=True)["Regions"]
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+    except aws.AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Could not list regions (ec2:DescribeRegions)")
     return {r["RegionName"]: r.get("OptInStatus", "opt-in-not-required") for r in regions}
 
@@ -219,7 +219,7 @@ def apply_plan(module, region, plan, want):
         key, call = calls[action]
         try:
             state[key] = call()
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        except aws.AWS_ERRORS as e:
             return state, done, "{0} failed: {1}".format(action, aws.error_message(e))
         done.append(action)
     return state, done, None
@@ -258,7 +258,7 @@ def main():
             current, want_key_arn = read_region(module, region, want, want_aws_managed)
         except core.EncryptionInputError as e:
             module.fail_json(msg=str(e))
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        except aws.AWS_ERRORS as e:
             results[region] = {"changed": False, "actions": [], "error": aws.error_message(e)}
             continue
         plans[region] = core.plan_region(current, params["state"], want_aws_managed=want_aws_managed, want_key_arn=want_key_arn)

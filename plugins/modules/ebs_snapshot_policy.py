@@ -313,12 +313,6 @@ summary:
 import time
 from datetime import datetime, timezone
 
-try:
-    from botocore.exceptions import BotoCoreError, ClientError
-    AWS_ERRORS = (ClientError, BotoCoreError)
-except ImportError:
-    AWS_ERRORS = ()  # AnsibleAWSModule reports the missing library
-
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_specifications
 
@@ -377,7 +371,7 @@ def wait_until_completed(ec2, snapshot_ids, timeout):
 
 
 def error_text(exc):
-    return aws.error_message(exc) if isinstance(exc, AWS_ERRORS) else "%s: %s" % (type(exc).__name__, exc)
+    return aws.error_message(exc) if isinstance(exc, aws.AWS_ERRORS) else "%s: %s" % (type(exc).__name__, exc)
 
 
 def main():
@@ -419,7 +413,7 @@ def main():
         plan = core.plan(options, volumes, instances, snapshots, now, selected_ids)
     except (InputError, core.PolicyError) as e:
         module.fail_json(msg=str(e))
-    except AWS_ERRORS as e:
+    except aws.AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Could not read the volumes, instances and snapshots of policy {0}".format(options.name))
 
     created, failed = [], []
@@ -438,7 +432,7 @@ def main():
         ids = [item["snapshot_id"] for item in created if item["snapshot_id"]]
         try:
             items, pending, errors = wait_until_completed(ec2, ids, params["wait_timeout"])
-        except AWS_ERRORS as e:
+        except aws.AWS_ERRORS as e:
             items, pending, errors = [], [], []
             wait_problem = "Could not poll the new snapshots: {0}".format(error_text(e))
         states = {item["SnapshotId"]: item.get("State") for item in items}

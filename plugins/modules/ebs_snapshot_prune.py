@@ -196,12 +196,6 @@ summary:
 
 from datetime import datetime, timezone
 
-try:
-    from botocore.exceptions import BotoCoreError, ClientError
-    AWS_ERRORS = (ClientError, BotoCoreError)
-except ImportError:
-    AWS_ERRORS = ()  # AnsibleAWSModule reports the missing library
-
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.blockwise.ebs.plugins.module_utils import aws
@@ -217,7 +211,7 @@ def account_id_of(module):
     """The caller's account id, or ``(None, warning)`` when STS cannot tell."""
     try:
         return aws.client(module, "sts").get_caller_identity(aws_retry=True)["Account"], None
-    except AWS_ERRORS as e:
+    except aws.AWS_ERRORS as e:
         return None, "could not read the account id (sts:GetCallerIdentity: {0}); relying on OwnerIds=self alone".format(aws.error_message(e))
 
 
@@ -243,7 +237,7 @@ def delete_all(ec2, decisions, workers):
     for decision, dummy, error in fleet.run_bounded(delete, decisions, workers):
         if error is None:
             outcomes[decision.snapshot_id] = (core.DELETED, None)
-        elif isinstance(error, AWS_ERRORS):
+        elif isinstance(error, aws.AWS_ERRORS):
             outcomes[decision.snapshot_id] = (core.deletion_outcome(aws.error_code(error)), aws.error_message(error))
         else:
             outcomes[decision.snapshot_id] = (core.FAILED, "{0}: {1}".format(type(error).__name__, error))
@@ -290,7 +284,7 @@ def main():
         module.warn(warning)
     try:
         snapshots, images, volume_tags = read_region(ec2, options)
-    except AWS_ERRORS as e:
+    except aws.AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Could not read the snapshots in scope, the account's images or the volumes")
     plan = core.plan(snapshots, images, volume_tags, options, now, account_id)
     for message in list(plan.held.values())[:MAX_WARNINGS]:
