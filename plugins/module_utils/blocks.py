@@ -887,24 +887,47 @@ class _Background:
         return self._value
 
 
-class PutJob:
-    """ebs_block_put: image -> new EBS snapshot (idempotent, resumable). See the module docs.
+class _Job:
+    """What put and get jobs share: options, mode, retry policy, warnings, clock, progress file.
 
-    ``params`` holds the module options by name. ``ebs`` and ``ec2`` are clients, or functions
-    that make them (called on a thread while the image is hashed). ``run()`` returns
-    ``(result, warnings)``.
+    ``run()`` returns ``(result, warnings)``; a failure marks the progress file failed and raises.
     """
 
-    def __init__(self, ebs, ec2, params, check_mode=False, want_diff=False, retry=None):
+    operation = None
+
+    def __init__(self, ebs, params, check_mode=False, want_diff=False, retry=None):
         self.ebs = ebs
-        self.ec2 = ec2
         self.p = params
         self.check_mode = check_mode
         self.want_diff = want_diff
         self.retry = retry or Retrier()
         self.warnings = []
         self.started = time.monotonic()
-        self.progress = Progress(params.get("progress_file"), operation="put")
+        self.progress = Progress(params.get("progress_file"), operation=self.operation)
+
+    def run(self):
+        try:
+            return self._run()
+        except BlockError as exc:
+            self.progress.finish("failed", str(exc))
+            raise
+
+    def _run(self):
+        raise NotImplementedError
+
+
+class PutJob(_Job):
+    """ebs_block_put: image -> new EBS snapshot (idempotent, resumable). See the module docs.
+
+    ``params`` holds the module options by name. ``ebs`` and ``ec2`` are clients, or functions
+    that make them (called on a thread while the image is hashed).
+    """
+
+    operation = "put"
+
+    def __init__(self, ebs, ec2, params, check_mode=False, want_diff=False, retry=None):
+        super().__init__(ebs, params, check_mode=check_mode, want_diff=want_diff, retry=retry)
+        self.ec2 = ec2
 
     # -- inputs -------------------------------------------------------------------------------
     def _validate(self):
@@ -987,13 +1010,6 @@ class PutJob:
         return True
 
     # -- run ----------------------------------------------------------------------------------
-    def run(self):
-        try:
-            return self._run()
-        except BlockError as exc:
-            self.progress.finish("failed", str(exc))
-            raise
-
     def _run(self):
         p = self.p
         self._validate()
@@ -1308,25 +1324,10 @@ def _dest_digests(path, volume_bytes, workers, progress=None):
         return hash_blocks(dest, indexes, hash_workers(workers), progress), dest.size, dest.is_device
 
 
-class GetJob:
+class GetJob(_Job):
     """ebs_block_get: snapshot -> local file or block device. See the module docs."""
 
-    def __init__(self, ebs, params, check_mode=False, want_diff=False, retry=None):
-        self.ebs = ebs
-        self.p = params
-        self.check_mode = check_mode
-        self.want_diff = want_diff
-        self.retry = retry or Retrier()
-        self.warnings = []
-        self.started = time.monotonic()
-        self.progress = Progress(params.get("progress_file"), operation="get")
-
-    def run(self):
-        try:
-            return self._run()
-        except BlockError as exc:
-            self.progress.finish("failed", str(exc))
-            raise
+    operation = "get"
 
     def _validate(self):
         p = self.p
