@@ -1,13 +1,28 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""``make demo``: start the local AWS endpoint, run the demo playbook against it, stop it.
+"""``make demo``: the collection end to end against a local AWS endpoint, then a summary.
 
-Everything runs against an in-process moto server with the EBS fidelity layer on a free loopback
-port; nothing talks to real AWS and nothing is left running afterwards.
+1. Starts the local endpoint (an in-process moto server with the EBS fidelity layer, on a free loopback
+   port) and seeds a realistic fleet in three regions: instances with tagged volumes (some with
+   ``Daily_Gens``), 90 days of back-dated daily snapshots, a protected snapshot, snapshots of an older
+   tool, AMIs, a KMS key alias; plus an SNS topic (with an SQS queue subscribed) for the backup summary.
+2. Runs ``blockwise.ebs.site`` (encryption by default, snapshots and retention, AMI snapshot names).
+3. Runs ``blockwise.ebs.audit`` (check mode) and shows its table; it must find every region compliant
+   and make no mutating call.
+4. Runs ``blockwise.ebs.demo``: a sparse disk image is uploaded as a snapshot, restored into another
+   file, and the two files must have the same sha256.
+5. Prints a summary (what was created, deleted, named, encrypted; API calls per step) and stops the
+   endpoint. Nothing talks to real AWS and nothing is left running. Exits non-zero on any failure.
+
+The playbooks run with Ansible's default (human-readable) output.
 """
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,35 +30,192 @@ sys.path.insert(0, str(ROOT))
 
 from tests.functional.harness import ansible_env  # noqa: E402  pylint: disable=wrong-import-position
 from tests.localaws import LocalAWS  # noqa: E402  pylint: disable=wrong-import-position
+from tests.localaws.faults import is_mutating  # noqa: E402  pylint: disable=wrong-import-position
+from tests.localaws.seed import KMS_ALIAS, seed_fleet  # noqa: E402  pylint: disable=wrong-import-position
 
 REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
-KEY_ALIAS = "alias/blockwise-demo"
+DAYS = 90
+REPORT_DIR = ROOT / ".build" / "demo" / "audit"
+TOPIC = "blockwise-demo-backups"
+POLICIES = [
+    {
+        "name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d", "name_template": "{volume_name}-{date}",
+        "retention": {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 3, "minimum": 3}, "retention_tag": "Daily_Gens",
+        "max_deletions": 1000,
+    },
+    {
+        # adopt the snapshots of the tool this replaces: keep 120 days of them, at least the newest
+        "name": "legacy-snapper", "snapshot": False, "prune_filters": {"tag:CreatedBy": "ebs-snapper"},
+        "retention": {"keep_within": "120 days", "minimum": 1},
+    },
+]
 
 
-def seed(aws):
-    """A customer-managed KMS key with the same alias in every demo region."""
+class DemoError(RuntimeError):
+    """A step of the demo failed."""
+
+
+def banner(text):
+    print("\n" + "=" * 100 + "\n== " + text + "\n" + "=" * 100, flush=True)
+
+
+def playbook(name, extra_vars, endpoint_url):
+    """Run ``blockwise.ebs.<name>`` with the default callback (its output goes to our stdout)."""
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "blockwise.ebs." + name, "-e", json.dumps(extra_vars)]
+    shown = {k: v for k, v in extra_vars.items() if k not in ("policies",)}
+    print("+ ansible-playbook blockwise.ebs.{0} -e '{1}'{2}".format(
+        name, json.dumps(shown), " -e @policies" if "policies" in extra_vars else ""), flush=True)
+    env = ansible_env(endpoint_url, REGIONS[0])
+    env.pop("ANSIBLE_STDOUT_CALLBACK", None)
+    started = time.monotonic()
+    rc = subprocess.call(cmd, cwd=str(ROOT), env=env)
+    if rc != 0:
+        raise DemoError("blockwise.ebs.{0} failed (exit code {1})".format(name, rc))
+    return time.monotonic() - started
+
+
+def state(aws):
+    """Per region: {snapshot id: tags}, and encryption by default with its key."""
+    out = {}
     for region in REGIONS:
-        kms = aws.client("kms", region=region)
-        key = kms.create_key(Description="blockwise.ebs demo key")["KeyMetadata"]
-        kms.create_alias(AliasName=KEY_ALIAS, TargetKeyId=key["KeyId"])
+        ec2 = aws.client("ec2", region=region)
+        snaps = {}
+        for page in ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"]):
+            for snap in page["Snapshots"]:
+                snaps[snap["SnapshotId"]] = {t["Key"]: t["Value"] for t in snap.get("Tags", [])}
+        out[region] = {
+            "snapshots": snaps,
+            "encrypted": ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"],
+            "key": ec2.get_ebs_default_kms_key_id()["KmsKeyId"],
+        }
+    return out
+
+
+def counted(aws):
+    calls = aws.counters()
+    return sum(calls.values()), sum(n for key, n in calls.items() if is_mutating(key))
+
+
+def notification_queue(aws):
+    """An SNS topic for the backup summary, with an SQS queue subscribed so that the demo can read it."""
+    sns, sqs = aws.client("sns", region=REGIONS[0]), aws.client("sqs", region=REGIONS[0])
+    topic = sns.create_topic(Name=TOPIC)["TopicArn"]
+    queue = sqs.create_queue(QueueName=TOPIC)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return topic, queue
+
+
+def received(aws, queue):
+    messages = aws.client("sqs", region=REGIONS[0]).receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def run(aws, workdir):
+    results = {"steps": {}}
+    now = datetime.now(timezone.utc)
+
+    banner("Seeding the local endpoint: {0} regions, {1} days of daily snapshots".format(len(REGIONS), DAYS))
+    # the newest seeded snapshots are two days old, so every tagged volume is due now
+    fleet = seed_fleet(aws, regions=REGIONS, days=DAYS, now=now - timedelta(days=1))
+    topic, queue = notification_queue(aws)
+    before = state(aws)
+    for region in REGIONS:
+        print("  {0:<15} {1} volumes ({2} tagged backup=daily), {3} snapshots, {4} AMIs, KMS alias {5}".format(
+            region, len(fleet[region]["volumes"]) + 1, len(fleet[region]["volumes"]), len(before[region]["snapshots"]),
+            len(fleet[region]["images"]), KMS_ALIAS), flush=True)
+
+    common = {"regions": REGIONS, "endpoint_url": aws.endpoint_url}
+
+    banner("blockwise.ebs.site: encryption by default, snapshots by policy and retention, AMI snapshot names")
+    aws.reset_counters()
+    seconds = playbook("site", dict(common, kms_key_id=KMS_ALIAS, policies=POLICIES, notify_topic_arn=topic), aws.endpoint_url)
+    results["steps"]["site"] = counted(aws) + (seconds,)
+    after = state(aws)
+
+    banner("blockwise.ebs.audit: compliance report per region (check mode)")
+    if REPORT_DIR.exists():
+        shutil.rmtree(REPORT_DIR)
+    aws.reset_counters()
+    seconds = playbook("audit", dict(common, kms_key_id=KMS_ALIAS, policies=POLICIES, report_dir=str(REPORT_DIR)), aws.endpoint_url)
+    results["steps"]["audit"] = counted(aws) + (seconds,)
+    mutating = aws.mutating_calls()
+    if mutating:
+        raise DemoError("the audit made mutating calls: {0}".format(mutating))
+    report = json.loads((REPORT_DIR / "audit.json").read_text(encoding="utf-8"))
+    if report["summary"]["non_compliant"]:
+        raise DemoError("the audit found regions not compliant after site: {0}".format(report["summary"]["non_compliant"]))
+
+    banner("blockwise.ebs.demo: a sparse disk image to an EBS snapshot and back")
+    result_file = workdir / "image.json"
+    aws.reset_counters()
+    seconds = playbook("demo", dict(common, result_file=str(result_file)), aws.endpoint_url)
+    results["steps"]["disk image"] = counted(aws) + (seconds,)
+    image = json.loads(result_file.read_text(encoding="utf-8"))
+    if image["sha256_image"] != image["sha256_restored"]:
+        raise DemoError("the restored image differs: {0} != {1}".format(image["sha256_image"], image["sha256_restored"]))
+    snap = aws.client("ec2", region=image["region"]).describe_snapshots(SnapshotIds=[image["snapshot_id"]])["Snapshots"][0]
+    image["encrypted"] = snap.get("Encrypted", False)
+
+    results.update(fleet=fleet, before=before, after=after, report=report, image=image, messages=received(aws, queue))
+    return results
+
+
+def summary(results, seconds):
+    before, after, report, image = results["before"], results["after"], results["report"], results["image"]
+    created = deleted = named = 0
+    for region in REGIONS:
+        old, new = before[region]["snapshots"], after[region]["snapshots"]
+        created += len([s for s in new if s not in old and "blockwise:policy" in new[s]])
+        deleted += len([s for s in old if s not in new])
+        named += len([s for s, tags in new.items() if "blockwise:image-id" in tags])
+    encrypted = [r for r in REGIONS if after[r]["encrypted"]]
+    protected = sum(1 for r in REGIONS for s in [results["fleet"][r]["protected_snapshot"]] + results["fleet"][r]["ami_snapshots"]
+                    if s in after[r]["snapshots"])
+    kept = sum(len(after[r]["snapshots"]) for r in REGIONS)
+    subjects = [m.get("Subject", "") for m in results["messages"]]
+
+    banner("Summary")
+    lines = [
+        ("regions", ", ".join(REGIONS)),
+        ("encryption by default", "on with {0} in {1} of {2} regions (it was on in {3})".format(
+            KMS_ALIAS, len(encrypted), len(REGIONS), len([r for r in REGIONS if before[r]["encrypted"]]))),
+        ("snapshots created", "{0} (every backup=daily volume was due)".format(created)),
+        ("snapshots deleted", "{0} by retention, {1} kept; {2} protected ones (AMI-backed, blockwise:protect) untouched".format(
+            deleted, kept, protected)),
+        ("AMI snapshots named", "{0} (<image name>(001), (002), ...)".format(named)),
+        ("SNS summary", subjects[0] if subjects else "NOT RECEIVED"),
+        ("audit", "{0} of {1} regions compliant, no mutating call; report {2}/audit.md and audit.json".format(
+            report["summary"]["compliant"], report["summary"]["regions"], REPORT_DIR)),
+        ("disk image", "1 GiB sparse image -> {0} ({1}{2}) -> restored file; sha256 identical: {3}".format(
+            image["snapshot_id"], image["region"],
+            ", encrypted by default: all {0} blocks written".format(image["blocks_uploaded"]) if image["encrypted"]
+            else ", {0} data blocks written".format(image["blocks_uploaded"]), image["sha256_image"])),
+    ]
+    for step, (calls, mutating, step_seconds) in results["steps"].items():
+        lines.append(("API calls: " + step, "{0} ({1} mutating) in {2:.0f} s".format(calls, mutating, step_seconds)))
+    for label, text in lines:
+        print("  {0:<24} {1}".format(label, text))
+    print("\nDemo finished in {0:.0f} s; the local endpoint is stopped.".format(seconds), flush=True)
+    return bool(subjects)
 
 
 def main():
     started = time.monotonic()
-    with LocalAWS() as aws:
-        print("Local AWS endpoint: {0} (moto + EBS fidelity layer)".format(aws.endpoint_url), flush=True)
-        seed(aws)
-        aws.reset_counters()
-        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), str(ROOT / "playbooks" / "demo.yml"), "--diff",
-               "-e", json.dumps({"endpoint_url": aws.endpoint_url, "regions": REGIONS, "kms_key_id": KEY_ALIAS})]
-        rc = subprocess.call(cmd, cwd=str(ROOT), env=ansible_env(aws.endpoint_url, REGIONS[0]))
-        calls = aws.counters()
-    print("\nAPI calls the demo made:")
-    for name in sorted(calls):
-        print("  {0:<45} {1}".format(name, calls[name]))
-    print("\nDemo {0} in {1:.0f} s; the local endpoint is stopped.".format("finished" if rc == 0 else "FAILED", time.monotonic() - started))
-    return rc
+    workdir = Path(tempfile.mkdtemp(prefix="blockwise-ebs-demo-"))
+    try:
+        with LocalAWS() as aws:
+            print("Local AWS endpoint: {0} (moto + EBS fidelity layer; nothing talks to real AWS)".format(aws.endpoint_url), flush=True)
+            results = run(aws, workdir)
+        notified = summary(results, time.monotonic() - started)
+    except DemoError as exc:
+        print("\nDemo FAILED after {0:.0f} s: {1}; the local endpoint is stopped.".format(time.monotonic() - started, exc), file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if notified else 1
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
