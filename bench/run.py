@@ -6,7 +6,8 @@ local AWS endpoint, measures its comparisons side by side in that one run, print
 ``{"title", "machine", "rows": [{"metric", "value", "unit", "target", "ok"}], "notes"}``. This script
 collects them into one report. The report is generated: never edit it by hand.
 
-Usage: ``python bench/run.py [--quick] [name ...]`` (names without the ``bench_`` prefix).
+Usage: ``python bench/run.py [--quick] [name ...]`` (names without the ``bench_`` prefix; the report keeps the
+last results of the benchmarks not named).
 """
 import argparse
 import json
@@ -53,6 +54,16 @@ def run_one(script, quick):
     return data
 
 
+def previous(script):
+    """The last results of a benchmark that is not rerun now, if any."""
+    out = RESULTS / (script.stem + ".json")
+    if not out.exists():
+        return None
+    data = json.loads(out.read_text())
+    data.setdefault("elapsed", 0.0)
+    return data
+
+
 def fmt(value):
     if isinstance(value, float):
         if value == 0 or abs(value) >= 100:
@@ -87,7 +98,8 @@ def render(results, quick):
             lines.append("| {0} | {1} | {2} | {3} | {4} |".format(row["metric"], fmt(row["value"]), row.get("unit", ""), row.get("target", ""), met))
         for note in data.get("notes", []):
             lines += ["", "- " + note]
-        lines += ["", "_Run time: {0:.0f} s._".format(data["elapsed"])]
+        if data["elapsed"]:
+            lines += ["", "_Run time: {0:.0f} s._".format(data["elapsed"])]
     return "\n".join(lines) + "\n"
 
 
@@ -98,9 +110,13 @@ def main():
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     scripts = sorted((ROOT / "bench").glob("bench_*.py"))
-    if args.names:
-        scripts = [s for s in scripts if s.stem[len("bench_"):] in args.names]
-    results = [run_one(script, args.quick) for script in scripts]
+    results = []
+    for script in scripts:
+        if args.names and script.stem[len("bench_"):] not in args.names:
+            results.append(previous(script))  # the report keeps the last run of benchmarks not rerun
+        else:
+            results.append(run_one(script, args.quick))
+    results = [r for r in results if r is not None]
     REPORT.write_text(render(results, args.quick))
     print("\nWrote {0}".format(REPORT.relative_to(ROOT)))
     return 1 if any(r.get("failed") for r in results) else 0

@@ -887,6 +887,21 @@ class _Background:
         return self._value
 
 
+def check_output_paths(params, options=("manifest", "progress_file")):
+    """Fail before any AWS call when a file the job writes at the end could not be written then."""
+    for option in options:
+        path = params.get(option)
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise InputError("{0}: {1} is a directory; give a file path".format(option, path), option=option)
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise InputError("{0}: cannot write {1}: {2} is not an existing directory".format(option, path, directory), option=option)
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise InputError("{0}: {1} is not a regular file".format(option, path), option=option)
+
+
 class _Job:
     """What put and get jobs share: options, mode, retry policy, warnings, clock, progress file.
 
@@ -933,6 +948,7 @@ class PutJob(_Job):
     def _validate(self):
         p = self.p
         self.workers = validate_workers(DEFAULT_WORKERS if p.get("workers") is None else p["workers"])
+        check_output_paths(p)
         if p.get("volume_size") is not None and not 1 <= int(p["volume_size"]) <= MAX_VOLUME_GIB:
             raise InputError("volume_size must be between 1 and {0} GiB, got {1}".format(
                 MAX_VOLUME_GIB, p["volume_size"]), option="volume_size")
@@ -1332,6 +1348,7 @@ class GetJob(_Job):
     def _validate(self):
         p = self.p
         self.workers = validate_workers(DEFAULT_WORKERS if p.get("workers") is None else p["workers"])
+        check_output_paths(p)
         dest = p["dest"]
         if os.path.isdir(dest):
             raise InputError("dest: {0} is a directory; give a file or block device path".format(dest), option="dest")
@@ -1571,8 +1588,16 @@ def changed_blocks_info(ebs, second_snapshot_id, first_snapshot_id=None, return_
         else:
             listing = PagedBlocks(ebs, retry, snapshot_id=second_snapshot_id, page_size=page_size)
     except TransferError as exc:
-        raise InputError("cannot list blocks of {0}: {1}".format(second_snapshot_id, exc.msg),
-                         option="first_snapshot_id" if first_snapshot_id else "second_snapshot_id", code=exc.code)
+        if not first_snapshot_id:
+            raise InputError("second_snapshot_id: cannot list the blocks of {0}: {1}".format(second_snapshot_id, exc.msg),
+                             option="second_snapshot_id", code=exc.code)
+        # Name the snapshot AWS complains about; when its message names neither, both are suspects.
+        named = [name for name, value in (("first_snapshot_id", first_snapshot_id), ("second_snapshot_id", second_snapshot_id))
+                 if value in (exc.msg or "")]
+        option = named[0] if len(named) == 1 else "first_snapshot_id"
+        label = named[0] if len(named) == 1 else "first_snapshot_id or second_snapshot_id"
+        raise InputError("{0}: cannot list the blocks that changed from {1} to {2}: {3}".format(
+            label, first_snapshot_id, second_snapshot_id, exc.msg), option=option, code=exc.code)
     indexes = []
     count = 0
     removed = 0

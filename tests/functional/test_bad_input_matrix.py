@@ -129,11 +129,6 @@ def pru(name, args, expect, bug=None):
 BUG_REGION = ("the module does not check its region option: an unknown region ends in the endpoint's error "
               "(here an unparsable 500 page; against AWS, a connection error after retries), and the message names neither "
               "the option nor the value")
-BUG_CHANGED_BLOCKS_OPTION = ("ebs_changed_blocks_info: when listing fails (unknown, pending or unrelated snapshot) the message is "
-                             "'cannot list blocks of <second id>: ...' and does not name the option (second_snapshot_id / "
-                             "first_snapshot_id); the option is only in the result's 'option' key")
-BUG_PUT_MANIFEST = ("ebs_block_put checks the manifest path only after the upload: StartSnapshot, PutSnapshotBlock and "
-                    "CompleteSnapshot are made, then the task fails with 'manifest: cannot write ...'")
 BUG_CORE_DICT_SUBOPTIONS = ("ansible-core 2.19: a string for a dict option with suboptions fails in _list_no_log_values with "
                             "'dictionary requested, could not parse JSON or key=value', without the option's name")
 
@@ -174,7 +169,7 @@ CASES = [
     put("parent still pending", lambda c: {"parent_snapshot_id": c["pending"]}, lambda c: ["parent_snapshot_id", c["pending"], "pending"]),
     put("encrypted against an unencrypted parent", lambda c: {"parent_snapshot_id": c["snap"], "encrypted": True},
         lambda c: ["encrypted=true", "parent_snapshot_id", c["snap"]]),
-    put("manifest below a file", lambda c: {"manifest": c["file"] + "/m"}, lambda c: ["manifest", c["file"] + "/m"], bug=BUG_PUT_MANIFEST),
+    put("manifest below a file", lambda c: {"manifest": c["file"] + "/m"}, lambda c: ["manifest", c["file"] + "/m"]),
 
     # ebs_block_get: unknown/pending snapshots, destinations, lineage
     get("snapshot that does not exist", lambda c: {"snapshot_id": UNKNOWN_SNAPSHOT, "dest": c["work"] + "/o1.raw"},
@@ -194,10 +189,9 @@ CASES = [
     get("workers negative", lambda c: {"snapshot_id": c["snap"], "dest": c["work"] + "/o1.raw", "workers": -1}, ["workers", "got -1"]),
 
     # ebs_changed_blocks_info: unknown ids, identical and unrelated snapshots, types
-    cbi("second snapshot that does not exist", {"second_snapshot_id": UNKNOWN_SNAPSHOT}, ["second_snapshot_id", UNKNOWN_SNAPSHOT],
-        bug=BUG_CHANGED_BLOCKS_OPTION),
+    cbi("second snapshot that does not exist", {"second_snapshot_id": UNKNOWN_SNAPSHOT}, ["second_snapshot_id", UNKNOWN_SNAPSHOT]),
     cbi("first snapshot that does not exist", lambda c: {"second_snapshot_id": c["snap"], "first_snapshot_id": UNKNOWN_SNAPSHOT},
-        ["first_snapshot_id", UNKNOWN_SNAPSHOT], bug=BUG_CHANGED_BLOCKS_OPTION),
+        ["first_snapshot_id", UNKNOWN_SNAPSHOT]),
     cbi("first equal to second", lambda c: {"second_snapshot_id": c["snap"], "first_snapshot_id": c["snap"]},
         lambda c: ["first_snapshot_id", "second_snapshot_id", c["snap"]]),
     cbi("return_block_indexes not a bool", lambda c: {"second_snapshot_id": c["snap"], "return_block_indexes": "perhaps"},
