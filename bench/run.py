@@ -94,7 +94,7 @@ def render(results, quick):
             continue
         lines += ["| Metric | Value | Unit | Target | Met |", "| --- | ---: | --- | --- | :---: |"]
         for row in data["rows"]:
-            met = "" if row.get("ok") is None else ("yes" if row["ok"] else "**no**")
+            met = "" if row.get("ok") is None or not row.get("target") else ("yes" if row["ok"] else "**no**")
             lines.append("| {0} | {1} | {2} | {3} | {4} |".format(row["metric"], fmt(row["value"]), row.get("unit", ""), row.get("target", ""), met))
         for note in data.get("notes", []):
             lines += ["", "- " + note]
@@ -106,13 +106,14 @@ def render(results, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs (for a smoke run)")
+    parser.add_argument("--render", action="store_true", help="only rewrite the report from the last results")
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     scripts = sorted((ROOT / "bench").glob("bench_*.py"))
     results = []
     for script in scripts:
-        if args.names and script.stem[len("bench_"):] not in args.names:
+        if args.render or (args.names and script.stem[len("bench_"):] not in args.names):
             results.append(previous(script))  # the report keeps the last run of benchmarks not rerun
         else:
             results.append(run_one(script, args.quick))
