@@ -6,43 +6,23 @@ ago): encryption by default is off, every tagged volume is due, retention has sn
 snapshots behind the two AMIs have no image Name. The audit must report all of it and change nothing.
 """
 import json
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.functional.harness import ansible_env, run_playbook_file
-from tests.localaws.seed import KMS_ALIAS, seed_fleet
+from tests.functional.harness import ansible_env
+from tests.localaws.seed import DAILY_POLICY, KMS_ALIAS, LEGACY_POLICY
 from tools.collection_link import ROOT
 
 REGION = "us-east-1"
 REPORT = "Show the compliance report"
-POLICY = {
-    "name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d",
-    "retention": {"keep_daily": 7, "keep_weekly": 2, "minimum": 3}, "retention_tag": "Daily_Gens", "max_deletions": 500,
-}
-LEGACY = {"name": "legacy-snapper", "snapshot": False, "prune_filters": {"tag:CreatedBy": "ebs-snapper"},
-          "retention": {"keep_within": "120 days", "minimum": 1}}
+POLICY = DAILY_POLICY
+LEGACY = LEGACY_POLICY
 
 
 @pytest.fixture
-def fleet(aws):
-    return seed_fleet(aws, regions=(REGION,), days=20, now=datetime.now(timezone.utc) - timedelta(days=2))[REGION]
-
-
-@pytest.fixture
-def run(aws, tmp_path):
+def run(playbook_file):
     """``run(playbook, extra_vars, inventory=None, env=None)``: a playbook against the endpoint."""
-    counter = {"n": 0}
-
-    def _run(playbook, extra_vars, inventory=None, env=None):
-        counter["n"] += 1
-        workdir = tmp_path / "run{0}".format(counter["n"])
-        workdir.mkdir()
-        extra_vars = dict({"endpoint_url": aws.endpoint_url}, **extra_vars)
-        return run_playbook_file("blockwise.ebs." + playbook, workdir, extra_vars=extra_vars, inventory=inventory,
-                                 env=env or ansible_env(aws.endpoint_url))
-
-    return _run
+    return playbook_file
 
 
 def test_audit_reports_every_finding_and_changes_nothing(aws, run, fleet, tmp_path):

@@ -5,12 +5,11 @@ The endpoint is seeded with ``seed_fleet`` (one region, 20 days of daily policy 
 ago, so that every tagged volume is due), and the snapshots are read back with plain boto3 calls.
 """
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
-from tests.functional.harness import ansible_env, run_playbook_file
-from tests.localaws.seed import seed_fleet
+from tests.localaws.seed import DAILY_POLICY, LEGACY_POLICY
 
 PLAYBOOK = "blockwise.ebs.backup"
 ROLE = "blockwise.ebs.snapshot_schedule : "
@@ -18,32 +17,14 @@ SNAPSHOT = ROLE + "Take the snapshots that are due"
 PRUNE = ROLE + "Prune by retention"
 SUMMARY = ROLE + "Summarise the snapshots and the retention per region and policy"
 REGION = "us-east-1"
-POLICY = {
-    "name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d", "name_template": "{volume_name}-{date}",
-    "retention": {"keep_daily": 7, "keep_weekly": 2, "minimum": 3}, "retention_tag": "Daily_Gens", "max_deletions": 500,
-}
-LEGACY = {"name": "legacy-snapper", "snapshot": False, "prune_filters": {"tag:CreatedBy": "ebs-snapper"},
-          "retention": {"keep_within": "120 days", "minimum": 1}}
+POLICY = dict(DAILY_POLICY, name_template="{volume_name}-{date}")
+LEGACY = LEGACY_POLICY
 
 
 @pytest.fixture
-def fleet(aws):
-    return seed_fleet(aws, regions=(REGION,), days=20, now=datetime.now(timezone.utc) - timedelta(days=2))[REGION]
-
-
-@pytest.fixture
-def run(aws, tmp_path):
-    """``run(extra_vars, check=False)``: the playbook against the endpoint."""
-    counter = {"n": 0}
-
-    def _run(extra_vars, check=False):
-        counter["n"] += 1
-        workdir = tmp_path / "run{0}".format(counter["n"])
-        workdir.mkdir()
-        extra_vars = dict({"endpoint_url": aws.endpoint_url, "regions": [REGION]}, **extra_vars)
-        return run_playbook_file(PLAYBOOK, workdir, check=check, diff=True, extra_vars=extra_vars, env=ansible_env(aws.endpoint_url))
-
-    return _run
+def run(playbook_file):
+    """``run(extra_vars, check=False)``: the playbook against the endpoint, with --diff."""
+    return lambda extra_vars, check=False: playbook_file(PLAYBOOK, dict({"regions": [REGION]}, **extra_vars), check=check, diff=True)
 
 
 def snapshots(aws, **filters):

@@ -3,12 +3,9 @@
 
 site = encryption, then backup, then ami_names, with one set of extra vars checked before any change.
 """
-from datetime import datetime, timedelta, timezone
-
 import pytest
 
-from tests.functional.harness import ansible_env, run_playbook_file
-from tests.localaws.seed import KMS_ALIAS, seed_fleet
+from tests.localaws.seed import DAILY_POLICY, KMS_ALIAS
 
 PLAYBOOK = "blockwise.ebs.site"
 REGION = "us-east-1"
@@ -18,30 +15,14 @@ MODULE_TASKS = (
     "blockwise.ebs.snapshot_schedule : Prune by retention",
     "blockwise.ebs.ami_snapshot_names : Name the snapshots behind the selected AMIs",
 )
-POLICY = {
-    "name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d",
-    "retention": {"keep_daily": 7, "keep_weekly": 2, "minimum": 3}, "retention_tag": "Daily_Gens", "max_deletions": 500,
-}
+POLICY = DAILY_POLICY
 VARS = {"regions": [REGION], "kms_key_id": KMS_ALIAS, "policies": [POLICY]}
 
 
 @pytest.fixture
-def fleet(aws):
-    return seed_fleet(aws, regions=(REGION,), days=20, now=datetime.now(timezone.utc) - timedelta(days=2))[REGION]
-
-
-@pytest.fixture
-def run(aws, tmp_path):
-    counter = {"n": 0}
-
-    def _run(extra_vars, check=False):
-        counter["n"] += 1
-        workdir = tmp_path / "run{0}".format(counter["n"])
-        workdir.mkdir()
-        extra_vars = dict({"endpoint_url": aws.endpoint_url}, **extra_vars)
-        return run_playbook_file(PLAYBOOK, workdir, check=check, extra_vars=extra_vars, env=ansible_env(aws.endpoint_url))
-
-    return _run
+def run(playbook_file):
+    """``run(extra_vars, check=False)``: the playbook against the endpoint."""
+    return lambda extra_vars, check=False: playbook_file(PLAYBOOK, extra_vars, check=check)
 
 
 def encrypted(aws):

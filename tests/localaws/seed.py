@@ -21,6 +21,14 @@ from datetime import datetime, timedelta, timezone
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1")
 POLICY = "daily"
 KMS_ALIAS = "alias/blockwise-demo"
+# How the seeded fleet is meant to be managed: the policy that made its snapshots, and the adoption of
+# the older tool's snapshots (prune-only), in the shape of the snapshot_schedule role's policies.
+DAILY_POLICY = {
+    "name": POLICY, "target_tags": {"backup": "daily"}, "frequency": "1d",
+    "retention": {"keep_daily": 7, "keep_weekly": 2, "minimum": 3}, "retention_tag": "Daily_Gens", "max_deletions": 500,
+}
+LEGACY_POLICY = {"name": "legacy-snapper", "snapshot": False, "prune_filters": {"tag:CreatedBy": "ebs-snapper"},
+                 "retention": {"keep_within": "120 days", "minimum": 1}}
 INSTANCES = (
     ("web-1", {"backup": "daily", "env": "prod", "app": "front-web"}),
     ("web-2", {"backup": "daily", "env": "prod", "app": "front-web"}),
