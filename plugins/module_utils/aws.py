@@ -12,6 +12,7 @@ from __future__ import annotations
 
 try:
     import botocore
+    import botocore.session
     from botocore.config import Config
 
     AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
@@ -59,9 +60,27 @@ MIN_POOL_CONNECTIONS = 10
 
 
 def build_module(argument_spec, **kwargs):
-    """An AnsibleAWSModule with the collection's conventions (check mode is always supported)."""
+    """An AnsibleAWSModule with the collection's conventions (check mode is always supported).
+
+    An unknown ``region`` fails here, naming the option, before any call: otherwise it ends in a
+    connection error after retries, or an endpoint's error page, naming neither.
+    """
     kwargs.setdefault("supports_check_mode", True)
-    return AnsibleAWSModule(argument_spec=argument_spec, **kwargs)
+    module = AnsibleAWSModule(argument_spec=argument_spec, **kwargs)
+    region = module.region
+    if region and region not in known_regions():
+        module.fail_json(msg="region: unknown region {0!r}; botocore {1} knows {2}".format(
+            region, botocore.__version__, ", ".join(sorted(known_regions()))))
+    return module
+
+
+def known_regions():
+    """Every region botocore knows, in every partition (EC2 is in all of them)."""
+    session = botocore.session.get_session()
+    regions = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return regions
 
 
 def client(module, service, region=None, workers=None, retry_decorator=DEFAULT_RETRY):

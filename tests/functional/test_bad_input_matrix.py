@@ -126,15 +126,13 @@ def pru(name, args, expect, bug=None):
     return Case("ebs_snapshot_prune", name, dict({"policy": "daily", "retention": {"keep_daily": 1}}, **args), expect, bug)
 
 
-BUG_REGION = ("the module does not check its region option: an unknown region ends in the endpoint's error "
-              "(here an unparsable 500 page; against AWS, a connection error after retries), and the message names neither "
-              "the option nor the value")
 BUG_CORE_DICT_SUBOPTIONS = ("ansible-core 2.19: a string for a dict option with suboptions fails in _list_no_log_values with "
                             "'dictionary requested, could not parse JSON or key=value', without the option's name")
 
 CASES = [
     # ebs_default_encryption: choices, conflicts, regions, KMS keys
     enc("state not a choice", {"state": "on"}, ["state", "on"]),
+    enc("module region that does not exist", {"region": NO_REGION}, ["region", NO_REGION]),
     enc("kms_key_id with state=disabled", {"state": "disabled", "kms_key_id": "alias/ebs"}, ["kms_key_id", "alias/ebs", "state=disabled"]),
     enc("reset_kms_key with state=disabled", {"state": "disabled", "reset_kms_key": True}, ["reset_kms_key=true", "state=disabled"]),
     enc("kms_key_id and reset_kms_key", {"kms_key_id": "alias/ebs", "reset_kms_key": True}, ["kms_key_id", "reset_kms_key"]),
@@ -151,6 +149,7 @@ CASES = [
     enc("fail_on_region_error not a bool", {"fail_on_region_error": "maybe"}, ["fail_on_region_error", "maybe"]),
 
     # ebs_block_put: unreadable sources, ranges, reserved tags, parents
+    put("region that does not exist", {"region": NO_REGION}, ["region", NO_REGION]),
     put("src missing", lambda c: {"src": c["work"] + "/nope.raw"}, lambda c: ["src", c["work"] + "/nope.raw", "does not exist"]),
     put("src is a directory", lambda c: {"src": c["dir"]}, lambda c: ["src", c["dir"], "directory"]),
     put("src is a fifo", lambda c: {"src": c["fifo"]}, lambda c: ["src", c["fifo"], "not a regular file"]),
@@ -172,6 +171,8 @@ CASES = [
     put("manifest below a file", lambda c: {"manifest": c["file"] + "/m"}, lambda c: ["manifest", c["file"] + "/m"]),
 
     # ebs_block_get: unknown/pending snapshots, destinations, lineage
+    get("region that does not exist", lambda c: {"snapshot_id": c["snap"], "dest": c["work"] + "/o1.raw", "region": NO_REGION},
+        ["region", NO_REGION]),
     get("snapshot that does not exist", lambda c: {"snapshot_id": UNKNOWN_SNAPSHOT, "dest": c["work"] + "/o1.raw"},
         ["snapshot_id", UNKNOWN_SNAPSHOT, "does not exist"]),
     get("snapshot still pending", lambda c: {"snapshot_id": c["pending"], "dest": c["work"] + "/o1.raw"},
@@ -189,6 +190,7 @@ CASES = [
     get("workers negative", lambda c: {"snapshot_id": c["snap"], "dest": c["work"] + "/o1.raw", "workers": -1}, ["workers", "got -1"]),
 
     # ebs_changed_blocks_info: unknown ids, identical and unrelated snapshots, types
+    cbi("region that does not exist", lambda c: {"second_snapshot_id": c["snap"], "region": NO_REGION}, ["region", NO_REGION]),
     cbi("second snapshot that does not exist", {"second_snapshot_id": UNKNOWN_SNAPSHOT}, ["second_snapshot_id", UNKNOWN_SNAPSHOT]),
     cbi("first snapshot that does not exist", lambda c: {"second_snapshot_id": c["snap"], "first_snapshot_id": UNKNOWN_SNAPSHOT},
         ["first_snapshot_id", UNKNOWN_SNAPSHOT]),
@@ -212,7 +214,7 @@ CASES = [
     ami("Name given in tags", {"all_images": True, "tags": {"Name": "x"}}, ["tags", "Name"]),
     ami("reserved aws: tag key", {"all_images": True, "tags": {"aws:team": "x"}}, ["tags", "aws:team"]),
     ami("tag value too long", {"all_images": True, "tags": {"team": "v" * 300}}, ["tags.team", "300 characters"]),
-    ami("region that does not exist", {"all_images": True, "region": NO_REGION}, ["region", NO_REGION], bug=BUG_REGION),
+    ami("region that does not exist", {"all_images": True, "region": NO_REGION}, ["region", NO_REGION]),
 
     # ebs_snapshot_policy: durations, cron, time zones, selection, templates, tags, ids
     pol("frequency unknown unit", {"frequency": "12 parsecs"}, ["frequency", "12 parsecs"]),
@@ -240,10 +242,11 @@ CASES = [
     pol("exclude id malformed", {"exclude": ["snap-1"]}, ["exclude", "snap-1"]),
     pol("name empty", {"name": ""}, ["name", "''"]),
     sel("volume_filters not a dictionary", {"name": "daily", "frequency": "1d", "volume_filters": "tag:backup"}, ["volume_filters", "str"]),
-    pol("region that does not exist", {"region": NO_REGION}, ["region", NO_REGION], bug=BUG_REGION),
+    pol("region that does not exist", {"region": NO_REGION}, ["region", NO_REGION]),
 
     # ebs_snapshot_prune: retention rules, durations, time zones, scope, filters, circuit breaker
     pru("retention without a rule", {"retention": {"minimum": 2}}, ["retention", "at least one rule"]),
+    pru("region that does not exist", {"region": NO_REGION}, ["region", NO_REGION]),
     pru("keep_daily zero", {"retention": {"keep_daily": 0}}, ["retention.keep_daily", "got 0"]),
     pru("keep_last not an int", {"retention": {"keep_last": "seven"}}, ["keep_last", "retention", "seven"]),
     pru("keep_within in months", {"retention": {"keep_within": "1 month"}}, ["retention.keep_within", "1 month"]),
