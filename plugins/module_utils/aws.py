@@ -117,6 +117,13 @@ def error_message(exc):
     return "{0}: {1}".format(code, message) if code else message
 
 
+def exception_text(exc):
+    """One line for any exception a worker raised: the AWS message for AWS errors, else ``Type: message``."""
+    if isinstance(exc, AWS_ERRORS):
+        return error_message(exc)
+    return "{0}: {1}".format(type(exc).__name__, exc)
+
+
 def http_status(exc):
     response = getattr(exc, "response", None) or {}
     return (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")

@@ -370,10 +370,6 @@ def wait_until_completed(ec2, snapshot_ids, timeout):
         time.sleep(min(POLL_SECONDS, remaining))
 
 
-def error_text(exc):
-    return aws.error_message(exc) if isinstance(exc, aws.AWS_ERRORS) else "%s: %s" % (type(exc).__name__, exc)
-
-
 def main():
     argument_spec = dict(
         name=dict(type="str", required=True),
@@ -423,7 +419,7 @@ def main():
     else:
         for action, response, error in fleet.run_bounded(lambda a: create(ec2, a), plan.actions, workers):
             if error is not None:
-                failed.append(core.failed_item(action, error_text(error)))
+                failed.append(core.failed_item(action, aws.exception_text(error)))
             else:
                 created.extend(core.created_items(action, response))
 
@@ -434,7 +430,7 @@ def main():
             items, pending, errors = wait_until_completed(ec2, ids, params["wait_timeout"])
         except aws.AWS_ERRORS as e:
             items, pending, errors = [], [], []
-            wait_problem = "Could not poll the new snapshots: {0}".format(error_text(e))
+            wait_problem = "Could not poll the new snapshots: {0}".format(aws.exception_text(e))
         states = {item["SnapshotId"]: item.get("State") for item in items}
         for item in created:
             item["state"] = states.get(item["snapshot_id"], item["state"])

@@ -237,10 +237,9 @@ def delete_all(ec2, decisions, workers):
     for decision, dummy, error in fleet.run_bounded(delete, decisions, workers):
         if error is None:
             outcomes[decision.snapshot_id] = (core.DELETED, None)
-        elif isinstance(error, aws.AWS_ERRORS):
-            outcomes[decision.snapshot_id] = (core.deletion_outcome(aws.error_code(error)), aws.error_message(error))
         else:
-            outcomes[decision.snapshot_id] = (core.FAILED, "{0}: {1}".format(type(error).__name__, error))
+            status = core.deletion_outcome(aws.error_code(error)) if isinstance(error, aws.AWS_ERRORS) else core.FAILED
+            outcomes[decision.snapshot_id] = (status, aws.exception_text(error))
     return outcomes
 
 
