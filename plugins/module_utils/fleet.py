@@ -30,6 +30,25 @@ def _with_tags(items):
     return items
 
 
+def filter_problem(filters, option="filters"):
+    """Why ``filters`` (a dict of EC2 describe filters) cannot be used, naming ``option``; None when it can.
+
+    A filter with no value (``None``, ``[]`` or a list holding ``None``) is refused: EC2 answers some
+    of them by ignoring the filter, which would widen the selection to every resource.
+    """
+    if filters is None:
+        return None
+    if not isinstance(filters, dict):
+        return "{0} must be a dictionary of EC2 filters, got {1!r}".format(option, filters)
+    for name, value in filters.items():
+        if not isinstance(name, str) or not name.strip():
+            return "{0}: a filter name must be a non-empty string, got {1!r}".format(option, name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not values or any(v is None or isinstance(v, (dict, list, tuple)) for v in values):
+            return "{0}[{1!r}] must be a value or a non-empty list of values, got {2!r}".format(option, name, value)
+    return None
+
+
 def _filters(filters):
     return ansible_dict_to_boto3_filter_list(filters) if filters else []
 

@@ -121,3 +121,17 @@ def test_run_bounded_keeps_order_reports_errors_and_bounds_concurrency():
 def test_run_bounded_sequential(workers):
     assert fleet.run_bounded(lambda x: x + 1, [1, 2], workers) == [(1, 2, None), (2, 3, None)]
     assert fleet.run_bounded(lambda x: x, [], workers) == []
+
+
+@pytest.mark.parametrize("filters", [
+    {"tag-key": []}, {"tag-key": None}, {"tag:Name": ["web", None]}, {"": "x"}, {"tag-key": [["x"]]}, ["tag-key"],
+])
+def test_filter_problem_refuses_empty_or_malformed_values(filters):
+    problem = fleet.filter_problem(filters, option="volume_filters")
+    assert problem and problem.startswith("volume_filters")
+
+
+@pytest.mark.parametrize("filters", [None, {}, {"tag-key": "backup"}, {"tag:Name": ["a", "b"]}, {"volume-size": 8},
+                                     {"tag:Name": ""}])
+def test_filter_problem_accepts_usable_filters(filters):
+    assert fleet.filter_problem(filters) is None
