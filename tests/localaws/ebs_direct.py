@@ -50,6 +50,10 @@ _SNAPSHOT_ID_RE = re.compile(r"^snap-[0-9a-f]+$")
 _KMS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:kms:.*:[0-9]{12}:key/.*$")
 
 
+# StartSnapshot: "Tags ... Array Members: Maximum number of 50 items" (EBS direct API reference).
+MAX_TAGS = 50
+
+
 class EbsError(Exception):
     """An EBS direct API error, carried up to the request handler."""
 
@@ -173,6 +177,9 @@ class EbsDirect:
         self._lock = threading.Lock()
         self._secret = os.urandom(32)
         self._clock_offset = 0.0
+        # (account, region, client token) -> (request fingerprint, original answer). AWS returns the
+        # result of the original request for a repeated token, even after that snapshot was deleted.
+        self._tokens = {}
 
     # -- clock -------------------------------------------------------------------------------
     def now(self):
@@ -184,8 +191,9 @@ class EbsDirect:
         self._clock_offset += float(seconds)
 
     def reset(self):
-        """Forget clock moves (snapshots live in moto and are wiped by moto's reset)."""
+        """Forget clock moves and client tokens (snapshots live in moto and are wiped by moto's reset)."""
         self._clock_offset = 0.0
+        self._tokens = {}
 
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, request):
@@ -238,18 +246,20 @@ class EbsDirect:
         if len(description) > 255:
             raise validation("Description must be at most 255 characters.")
         tags = params.get("Tags") or []
+        if len(tags) > MAX_TAGS:
+            raise validation(f"A snapshot can have at most {MAX_TAGS} tags; {len(tags)} were given.", "INVALID_TAG")
         for tag in tags:
             if not tag.get("Key") or len(tag["Key"]) > 127 or len(tag.get("Value", "")) > 255 or tag["Key"].startswith("aws:"):
                 raise validation(f"Invalid tag {tag!r}.", "INVALID_TAG")
         fingerprint = json.dumps({key: value for key, value in params.items() if key != "ClientToken"}, sort_keys=True)
         client_token = params.get("ClientToken")
+        token_key = (self._account_for(request), request.region, client_token)
         with self._lock:
-            if client_token:
-                existing = self._by_client_token(backend, client_token)
-                if existing is not None:
-                    if existing.fingerprint != fingerprint:
-                        raise EbsError(409, "ConflictException", "The client token was already used with different request parameters.")
-                    return json_response(201, self._describe(existing))
+            if client_token and token_key in self._tokens:
+                used_with, original = self._tokens[token_key]
+                if used_with != fingerprint:
+                    raise EbsError(409, "ConflictException", "The client token was already used with different request parameters.")
+                return json_response(201, original)
             parent = self._parent(backend, params.get("ParentSnapshotId"), volume_size)
             encrypted, kms_key_arn = self._encryption(request, backend, params, parent)
             options = {
@@ -258,16 +268,12 @@ class EbsDirect:
             }
             snapshot = DirectSnapshot(backend, volume_size=volume_size, parent=parent, options=options, clock=self.now)
             backend.snapshots[snapshot.id] = snapshot
+            answer = self._describe(snapshot)
+            if client_token:
+                self._tokens[token_key] = (fingerprint, answer)
         if tags:
             snapshot.add_tags({tag["Key"]: tag.get("Value", "") for tag in tags})
-        return json_response(201, self._describe(snapshot))
-
-    @staticmethod
-    def _by_client_token(backend, client_token):
-        for snapshot in list(backend.snapshots.values()):
-            if isinstance(snapshot, DirectSnapshot) and snapshot.client_token == client_token:
-                return snapshot
-        return None
+        return json_response(201, answer)
 
     def _parent(self, backend, parent_id, volume_size):
         if not parent_id:

@@ -85,6 +85,25 @@ def test_client_token_returns_the_same_snapshot_for_the_same_parameters(ebs, ec2
     assert len(ec2.describe_snapshots()["Snapshots"]) == 1
 
 
+def test_client_token_replays_the_original_result_even_after_the_snapshot_was_deleted(ebs, ec2):
+    """"If you retry an API request with the same client token and the same request parameters after it has
+    completed successfully, the result of the original request is returned." (Amazon EBS User Guide, "Ensure
+    idempotency in StartSnapshot API requests"). Nothing says a deleted snapshot frees its token: the caller
+    must confirm the snapshot with DescribeSnapshots."""
+    first = ebs.start_snapshot(VolumeSize=1, ClientToken="token-gone")
+    ebs.complete_snapshot(SnapshotId=first["SnapshotId"], ChangedBlocksCount=0)
+    ec2.delete_snapshot(SnapshotId=first["SnapshotId"])
+    again = ebs.start_snapshot(VolumeSize=1, ClientToken="token-gone")
+    assert again["SnapshotId"] == first["SnapshotId"] and again["Status"] == "pending"
+    assert ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"] == []
+
+
+def test_start_snapshot_refuses_more_than_50_tags(raw_ebs):
+    """StartSnapshot Tags: "Array Members: Maximum number of 50 items" (EBS direct API reference)."""
+    tags = [{"Key": "k%d" % i, "Value": "v"} for i in range(51)]
+    assert_error(error_of(raw_ebs.start_snapshot, VolumeSize=1, Tags=tags), 400, "ValidationException")
+
+
 def test_client_token_with_other_parameters_is_a_conflict(ebs):
     ebs.start_snapshot(VolumeSize=2, ClientToken="token-2")
     assert_error(error_of(ebs.start_snapshot, VolumeSize=3, ClientToken="token-2"), 409, "ConflictException")
