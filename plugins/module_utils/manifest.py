@@ -4,7 +4,8 @@
 """Compact per-block digests: the in-memory :class:`DigestMap`, the on-disk :class:`Manifest` and the
 upload :class:`Journal`.
 
-Only the standard library is used here, so the formats can be read by any tool.
+Only the standard library (and the collection's stdlib-only ``fileio``) is used here, so the formats
+can be read by any tool.
 
 Manifest file (all integers little-endian)::
 
@@ -33,8 +34,10 @@ import bisect
 import hashlib
 import os
 import struct
-import tempfile
 import threading
+
+from ansible_collections.blockwise.ebs.plugins.module_utils.fileio import atomic_write
+from ansible_collections.blockwise.ebs.plugins.module_utils.fileio import write_all
 
 BLOCK_SIZE = 524288
 DIGEST_SIZE = 32
@@ -193,25 +196,6 @@ def _unpad_id(raw):
     return raw.rstrip(b"\0").decode("ascii")
 
 
-def atomic_write(path, data, mode=0o644):
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class Manifest:
     """The digests of a snapshot's blocks, plus the snapshot id and volume size they describe."""
 
@@ -340,12 +324,12 @@ class Journal:
         record = self.RECORD.pack(index, digest[:4])
         with self._lock:
             if self._fd is not None:
-                os.write(self._fd, record)
+                write_all(self._fd, record)
 
     def mark_complete(self):
         with self._lock:
             if self._fd is not None:
-                os.write(self._fd, self.RECORD.pack(self.COMPLETE, b"\0\0\0\0"))
+                write_all(self._fd, self.RECORD.pack(self.COMPLETE, b"\0\0\0\0"))
                 os.fsync(self._fd)
 
     def close(self):

@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Progress of a block transfer, kept in memory and (optionally) in a small JSON file.
 
-The file is replaced atomically (temporary file + rename), so a poller never reads a torn document.
+The file is replaced atomically (temporary file + rename, through ``fileio.atomic_write``), so a poller
+never reads a torn document. A progress without a path (check mode) writes nothing.
 Its keys: ``state`` (``hashing``, ``listing``, ``uploading``, ``downloading``, ``completing``,
 ``waiting``, ``done``, ``failed``), ``operation``, ``snapshot_id``, ``blocks_done``, ``blocks_total``,
 ``bytes_done``, ``bytes_total``, ``percent``, ``mib_s``, ``eta_seconds``, ``elapsed_seconds``,
@@ -15,6 +16,8 @@ import json
 import os
 import threading
 import time
+
+from ansible_collections.blockwise.ebs.plugins.module_utils.fileio import atomic_write
 
 MIB = 1024 * 1024
 
@@ -118,11 +121,8 @@ class Progress:
         try:
             self._last_write = now
             data = json.dumps(self.snapshot(), sort_keys=True).encode("utf-8")
-            tmp = "{0}.{1}.tmp".format(self.path, os.getpid())
             try:
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, self.path)
+                atomic_write(self.path, data, sync=False)
             except OSError:
                 pass  # progress is advisory: never fail a transfer because of it
         finally:

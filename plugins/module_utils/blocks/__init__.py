@@ -42,6 +42,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import D
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import DEFAULT_WORKERS
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import GIB
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import MAX_VOLUME_GIB
+from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import LINEAGE_TAG
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import PARENT_TAG
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import ParentBlocks
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import PutPlan
@@ -70,7 +71,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.changed impor
 
 __all__ = [
     "BLOCK_SIZE", "BLOCKS_PER_GIB", "GIB", "MAX_VOLUME_GIB", "DEFAULT_WORKERS", "DEFAULT_STATE_DIR", "CONTENT_TAG",
-    "PARENT_TAG", "BlockError", "InputError", "TransferError", "Cancelled", "BlockSource", "run_pool", "hash_blocks",
+    "PARENT_TAG", "LINEAGE_TAG", "BlockError", "InputError", "TransferError", "Cancelled", "BlockSource", "run_pool", "hash_blocks",
     "validate_workers", "plan_volume_size", "ParentBlocks", "PutPlan", "plan_put", "snapshot_blocks_after_put",
     "linear_checksum", "client_token", "journal_path", "classify_error", "Retrier", "RETRY", "RETRY_NOT_FOUND", "FAIL",
     "PagedBlocks", "BlockUploader", "BlockDownloader", "wait_for_snapshot", "PutJob", "GetJob", "changed_blocks_info",

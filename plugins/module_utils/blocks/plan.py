@@ -27,7 +27,9 @@ DEFAULT_WORKERS = 64
 PAGE_SIZE = 10000
 CONTENT_TAG = "blockwise:content"
 PARENT_TAG = "blockwise:parent"
-RESERVED_TAGS = (CONTENT_TAG, PARENT_TAG)
+# Which disk a snapshot without a real source volume belongs to: retention groups by it.
+LINEAGE_TAG = "blockwise:lineage"
+RESERVED_TAGS = (CONTENT_TAG, PARENT_TAG, LINEAGE_TAG)
 DEFAULT_STATE_DIR = "~/.ansible/blockwise_ebs"
 NOT_FOUND_GRACE_SECONDS = 120.0
 
@@ -229,8 +231,14 @@ def client_token(**fields):
 
 
 def journal_path(state_dir, src):
-    key = hashlib.sha256(os.path.realpath(src).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    """The journal of uploads of ``src`` (by its real path) under ``state_dir``."""
+    key = hashlib.sha256(os.path.realpath(os.path.expanduser(src)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return os.path.join(os.path.expanduser(state_dir), "put-{0}.journal".format(key))
+
+
+def lock_path(state_dir, src):
+    """The lock that serialises uploads of ``src`` on this host."""
+    return journal_path(state_dir, src)[:-len(".journal")] + ".lock"
 
 
 def tag_list(tags):

@@ -26,6 +26,19 @@ def ec2_snapshot(ec2, retry, snapshot_id, option):
     return snaps[0]
 
 
+def find_snapshot(ec2, retry, snapshot_id):
+    """The snapshot as EC2 describes it now, or None when it does not exist (any more)."""
+    try:
+        resp = retry.call(ec2.describe_snapshots, "DescribeSnapshots", snapshot_id=snapshot_id,
+                          SnapshotIds=[snapshot_id])
+    except TransferError as exc:
+        if exc.code and exc.code.startswith("InvalidSnapshot"):
+            return None
+        raise
+    snaps = resp.get("Snapshots") or []
+    return snaps[0] if snaps else None
+
+
 def wait_for_snapshot(ec2, retry, snapshot_id, timeout, progress=None, sleep=time.sleep, clock=time.monotonic):
     """Poll DescribeSnapshots until ``completed`` -> snapshot dict; raise on ``error`` or timeout."""
     deadline = clock() + timeout

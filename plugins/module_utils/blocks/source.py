@@ -40,6 +40,29 @@ class BlockSource:
         else:
             self.size = os.fstat(self.fd).st_size
 
+    def fingerprint(self):
+        """What must not change while the source is uploaded: size and, for a file, modification time."""
+        st = os.fstat(self.fd)
+        size = os.lseek(self.fd, 0, os.SEEK_END) if self.is_device else st.st_size
+        return (size, None if self.is_device else st.st_mtime_ns)
+
+    def change_since(self, fingerprint, data_indexes):
+        """Why the source is not what was hashed (size, modification time, data map), or None.
+
+        Checked after the last block was put and before the snapshot is completed: a source that
+        grew, shrank, was written to, or had a hole filled must not become a completed snapshot.
+        """
+        size, mtime = self.fingerprint()
+        if size != fingerprint[0]:
+            return "its size changed from {0} to {1} bytes".format(fingerprint[0], size)
+        if mtime != fingerprint[1]:
+            return "it was modified (its modification time changed)"
+        now = list(self.data_block_indexes())
+        if now != list(data_indexes):
+            return "its data map changed ({0} blocks hold data now, {1} did when it was hashed)".format(
+                len(now), len(data_indexes))
+        return None
+
     def close(self):
         if self.fd is not None:
             os.close(self.fd)
