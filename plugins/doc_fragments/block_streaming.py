@@ -29,9 +29,20 @@ options:
         V(done) or V(failed)), C(snapshot_id), C(blocks_done), C(blocks_total), C(bytes_done), C(bytes_total),
         C(percent), C(mib_s), C(eta_seconds), C(elapsed_seconds), C(updated_at) (Unix time), C(pid), and C(message)
         when the task failed."
-      - The directory must exist. The file is left in place when the task ends.
+      - The directory must exist. The file is left in place when the task ends. If O(progress_file) is a symlink,
+        its target is replaced.
+      - An existing file is only replaced if it is empty or a progress file of this collection; any other file
+        fails the task before anything is read or written. Nothing is written in check mode, nor for a task that
+        fails on its options.
     type: path
 notes:
+  - "Every local path the module reads or writes (O(src) or O(dest), O(manifest), O(progress_file), the journal and
+    lock under O(state_dir), and the temporary files next to them) is compared with the others before any I/O, by
+    the file it resolves to (symlinks, C(..) and relative paths resolved, hard links by device and inode): two
+    options naming the same file fail the task, naming both."
+  - "Every local write is checked: a write that does not complete (C(ENOSPC), C(EDQUOT), C(EIO), C(EROFS)) fails the
+    task with a message naming the option, the path and how many bytes were written, and the progress file ends in
+    V(failed)."
   - Blocks are 512 KiB (524288 bytes), the EBS direct API block size; a snapshot of N GiB has N x 2048 blocks.
   - "Retries with jittered exponential backoff: throttling (including C(RequestThrottledException)), HTTP 5xx, connection
     errors, C(Failed to read block data), and C(ResourceNotFoundException) in the first two minutes after

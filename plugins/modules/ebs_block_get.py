@@ -12,16 +12,27 @@ version_added: 0.1.0
 description:
   - Reads a completed EBS snapshot with C(ListSnapshotBlocks)/C(ListChangedBlocks) and C(GetSnapshotBlock), verifies the
     SHA256 checksum of every block, and writes each block at its offset (block index x 524288) in O(dest).
-  - "A new file (or an existing regular file, without O(base_snapshot_id)) is written to a temporary file next to
-    O(dest) and renamed over it only when complete; blocks the snapshot does not hold (and zero blocks) are left as
-    holes, so the file is sparse. The file is the size of the volume."
+  - "A new file (or an existing regular file, without O(base_snapshot_id)) is written to a partial file next to
+    O(dest), named C(.<name>.blockwise-part), and renamed over O(dest) only when every block was written and synced;
+    blocks the snapshot does not hold (and zero blocks) are left as holes, so the file is sparse. The file is the size
+    of the volume. If the restore fails (for example the file system is full), the partial file is removed and an
+    existing O(dest) is left as it was. A partial file that a killed run left behind is removed by the next run."
+  - "If O(dest) is a symlink, the restore writes through it: the link's target is replaced (the partial file is
+    made next to the target) and the link stays a link."
   - "A block device, or a file that already holds O(base_snapshot_id), is written in place: only blocks that differ are
-    written, and blocks the snapshot does not hold are zeroed."
+    written, and blocks the snapshot does not hold are zeroed. A failure part way leaves O(dest) partly updated;
+    O(manifest) then no longer matches it, so no later run trusts it."
   - "With O(base_snapshot_id), only the blocks that changed between that snapshot and O(snapshot_id)
-    (C(ListChangedBlocks)) are downloaded, including blocks that became absent, which are zeroed."
+    (C(ListChangedBlocks)) are downloaded, including blocks that became absent, which are zeroed. With O(manifest),
+    the manifest must exist, name O(base_snapshot_id), and match the data O(dest) holds now; otherwise the task fails
+    before writing (restoring changes onto the wrong base would corrupt O(dest) and certify it). Without O(manifest),
+    O(base_snapshot_id) is your statement that O(dest) holds it."
   - "Idempotent: with O(manifest), a second run finds that O(dest) already holds the snapshot (the manifest names it
-    and the local data matches its digests) and reports C(changed=false) without downloading any block. Without a
-    manifest the blocks are downloaded and compared, and C(changed) is true only if O(dest) changed."
+    and the local data matches its digests) and reports C(changed=false) without downloading any block; the snapshot
+    is still listed once, so a snapshot that was deleted is reported as such, never as restored. Without a manifest
+    the blocks are downloaded and compared, and C(changed) is true only if O(dest) changed."
+  - "A manifest is only written from digests that were checked: blocks downloaded with their checksums, and blocks
+    that the previous (verified) manifest already described."
   - In check mode the snapshot's blocks are listed (and O(dest) hashed) and the plan is returned; nothing is written.
 author:
   - blockwise.ebs maintainers (@blockwise)
@@ -35,6 +46,7 @@ options:
     description:
       - Local file or block device to write. The directory of a file must exist.
       - A block device must be at least as large as the snapshot's volume.
+      - A symlink is followed (its target is written).
     type: path
     required: true
   base_snapshot_id:
@@ -46,6 +58,9 @@ options:
     description:
       - Path of a block manifest describing what O(dest) holds (snapshot id and one SHA256 per block).
       - Read to skip the download when O(dest) already holds O(snapshot_id); written after a successful run.
+      - Required to exist, and checked against O(dest), when given with O(base_snapshot_id).
+      - An existing file is only replaced if it is empty or a manifest; any other file fails the task before anything
+        is read. If it is a symlink, its target is replaced.
     type: path
 notes:
   - "IAM permissions: C(ebs:ListSnapshotBlocks), C(ebs:ListChangedBlocks) (with O(base_snapshot_id)),

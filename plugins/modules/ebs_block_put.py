@@ -23,9 +23,24 @@ description:
     O(manifest) the comparison is exact (unchanged blocks are skipped); without it, the parent's block list from
     C(ListSnapshotBlocks) is used and every non-zero block is written, which is still correct."
   - "Idempotent: the snapshot is tagged C(blockwise:content) with the digest of the image content (and
-    C(blockwise:parent) for an incremental one). A completed snapshot of your account with the same content, volume
-    size, parent and encryption is found with one C(DescribeSnapshots) call and returned with C(changed=false);
-    no block is put."
+    C(blockwise:parent) for an incremental one). A completed snapshot of your account that is this upload is found
+    with one C(DescribeSnapshots) call made in this run and returned; no block is put. It is this upload when content,
+    volume size, parent, encryption and KMS key (as AWS would apply them now: an omitted O(encrypted) follows the
+    account's encryption by default, read with C(GetEbsEncryptionByDefault)), O(description) (when given) and
+    O(lineage) agree. Tags are not part of it: missing or changed O(tags) are added to that snapshot
+    (C(changed=true)); tags are never removed. EC2 cannot change a snapshot's description, so a new O(description)
+    makes a new snapshot."
+  - "A snapshot is never reported as done unless C(DescribeSnapshots) shows it now: C(StartSnapshot) answers a
+    repeated client token with the original result even after that snapshot was deleted, so a returned snapshot
+    that no longer exists (or failed) is replaced by a new upload."
+  - "O(src) must not change during the upload: after the last block is put, the size, the modification time (files)
+    and the map of data and holes are read again, and a source that changed fails the task before
+    C(CompleteSnapshot), so no completed snapshot lacks the new data. The pending snapshot is left to time out and is
+    reported in RV(abandoned_snapshot_ids) by the next run."
+  - "Uploads of the same O(src) on one host are serialised by a lock file under O(state_dir) (removed when the
+    upload ends): a second upload started meanwhile waits, then finds the first one's snapshot. Two hosts that
+    upload the same content with the same arguments get the same pending snapshot; whichever completes it first
+    wins and the other reports that snapshot."
   - "Resumable: the C(StartSnapshot) client token is derived from the inputs (content digest, parent, volume size,
     encryption, description, tags, timeout), and the blocks confirmed written are recorded in a journal under
     O(state_dir). A rerun with the same arguments after an interruption (SIGKILL, lost network) continues the same
@@ -40,7 +55,10 @@ options:
   src:
     description:
       - The raw image file or block device to upload.
-      - Must not change while the task runs (a changed block is detected by the checksum and fails the task).
+      - Must not change while the task runs (a changed block is detected by the checksum, a changed size, modification
+        time or data map before the snapshot is completed; either fails the task).
+      - An empty file (0 bytes) is refused. A file that holds only holes or zeros (a blank disk) is uploaded as an
+        empty snapshot of its size.
     type: path
     required: true
   volume_size:
@@ -60,21 +78,40 @@ options:
         format).
       - When it describes O(parent_snapshot_id), only the blocks that changed since the parent are put.
       - Written after a successful upload, describing the new snapshot (so the next incremental run can use it).
+      - An existing file is only replaced if it is empty or a manifest; any other file fails the task before anything
+        is read. A damaged manifest is replaced (with a warning). If it is a symlink, its target is replaced.
     type: path
   description:
     description:
       - Description of the snapshot (at most 255 characters).
+      - When given, an existing snapshot with another description is not this upload (EC2 cannot change a snapshot's
+        description), so a new snapshot is made.
     type: str
   tags:
     description:
-      - Tags for the snapshot, set when it is created.
-      - The keys C(blockwise:content) and C(blockwise:parent) are set by the module and cannot be given.
+      - Tags for the snapshot, set when it is created; added to (never removed from) the existing snapshot when the
+        upload is already done.
+      - The keys C(blockwise:content), C(blockwise:parent) and C(blockwise:lineage) are set by the module and cannot
+        be given. Keys starting with C(aws:), keys over 128 and values over 256 characters, and more than 47 tags
+        (AWS allows 50, and the module sets up to 3) are refused before the image is read.
     type: dict
     aliases: [resource_tags]
+  lineage:
+    description:
+      - Which disk this snapshot belongs to, written as the C(blockwise:lineage) tag. Retention
+        (M(blockwise.ebs.ebs_snapshot_prune)) groups snapshots without a real source volume (every upload has the
+        placeholder volume id C(vol-ffffffff)) by this tag, so give each disk you upload regularly its own lineage
+        (for example its host and device name).
+      - When omitted, an incremental snapshot inherits its parent's lineage, and any other upload is its own lineage
+        (its snapshot id), so unrelated uploads are never pruned together.
+      - An existing snapshot of another lineage is never reused, even with the same content.
+      - 1 to 256 characters.
+    type: str
   encrypted:
     description:
       - Encrypt the new snapshot.
-      - When omitted, the snapshot is encrypted if the parent is, or if the account has EBS encryption by default on.
+      - When omitted, the snapshot is encrypted if the parent is, or if the account has EBS encryption by default on
+        now (an earlier unencrypted upload of the same image is then not reused).
       - With O(parent_snapshot_id), a value that does not match the parent's encryption is an error.
       - An encrypted snapshot has every block written, zero blocks included.
     type: bool
@@ -101,12 +138,15 @@ options:
     description:
       - Directory on the managed node for the upload journals (one small file per O(src), removed when the snapshot is
         completed). A journal records the blocks confirmed written to a pending snapshot so that a rerun resumes.
+      - Also holds a lock file per O(src) while it is uploaded (removed at the end).
     type: path
     default: ~/.ansible/blockwise_ebs
 notes:
   - "IAM permissions: C(ebs:StartSnapshot), C(ebs:PutSnapshotBlock), C(ebs:CompleteSnapshot), C(ebs:ListSnapshotBlocks)
-    (incremental without manifest), C(ec2:DescribeSnapshots), C(ec2:CreateTags) (tags on StartSnapshot), and the KMS
-    permissions for encrypted snapshots."
+    (incremental without manifest), C(ec2:DescribeSnapshots), C(ec2:CreateTags) (tags on StartSnapshot, the lineage
+    of a standalone upload, tags added to an existing snapshot), C(ec2:GetEbsEncryptionByDefault) and
+    C(ec2:GetEbsDefaultKmsKeyId) (when O(encrypted) is omitted, or true without O(kms_key_arn), and there is no
+    parent), and the KMS permissions for encrypted snapshots."
   - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults).
   - Supports check mode and diff mode.
 extends_documentation_fragment:
@@ -120,6 +160,7 @@ EXAMPLES = r"""
 - name: Upload a disk image as a new snapshot
   blockwise.ebs.ebs_block_put:
     src: /var/lib/images/web-2024-06.raw
+    lineage: web-root-disk
     description: web image June 2024
     tags:
       Name: web-2024-06
@@ -293,6 +334,7 @@ def main():
         manifest=dict(type="path"),
         description=dict(type="str"),
         tags=dict(type="dict", aliases=["resource_tags"]),
+        lineage=dict(type="str"),
         encrypted=dict(type="bool"),
         kms_key_arn=dict(type="str", no_log=False),
         timeout=dict(type="int"),

@@ -94,6 +94,7 @@ def test_upload_prints_progress_then_second_run_changes_nothing(aws, run, image)
     assert snap["State"] == "completed" and snap["VolumeSize"] == 1
     tags = {t["Key"]: t["Value"] for t in snap["Tags"]}
     assert tags["Name"] == "web-2024" and tags["team"] == "web" and tags["blockwise:content"].startswith("sha256:")
+    assert tags["blockwise:lineage"] == path  # nightly uploads of one image are one disk for retention
     assert snapshot_blocks(aws, snap["SnapshotId"]) == blocks
 
     aws.reset_counters()
