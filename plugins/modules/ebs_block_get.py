@@ -62,6 +62,13 @@ options:
       - An existing file is only replaced if it is empty or a manifest; any other file fails the task before anything
         is read. If it is a symlink, its target is replaced.
     type: path
+  state_dir:
+    description:
+      - Directory on the managed node for the lock file that serialises restores into one O(dest) (a second restore
+        into the same O(dest) waits for the first, then finds O(dest) up to date). The lock file is removed when the
+        restore ends. Nothing is written there in check mode.
+    type: path
+    default: ~/.ansible/blockwise_ebs
 notes:
   - "IAM permissions: C(ebs:ListSnapshotBlocks), C(ebs:ListChangedBlocks) (with O(base_snapshot_id)),
     C(ebs:GetSnapshotBlock), and the KMS permissions for encrypted snapshots."
@@ -188,6 +195,7 @@ def main():
         manifest=dict(type="path"),
         workers=dict(type="int", default=blocks.DEFAULT_WORKERS),
         progress_file=dict(type="path"),
+        state_dir=dict(type="path", default=blocks.DEFAULT_STATE_DIR),
     )
     module = aws.build_module(argument_spec)
     params = module.params

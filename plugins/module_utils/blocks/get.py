@@ -16,13 +16,16 @@ import stat
 from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import BLOCK_SIZE
 from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import Manifest
 from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import ManifestError
+from ansible_collections.blockwise.ebs.plugins.module_utils.fileio import FileLock
 from ansible_collections.blockwise.ebs.plugins.module_utils.fileio import describe_os_error
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.errors import BlockError
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.errors import InputError
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.errors import TransferError
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import BLOCKS_PER_GIB
+from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import DEFAULT_STATE_DIR
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import DEFAULT_WORKERS
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import GIB
+from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import restore_lock_path
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import validate_workers
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.source import BlockSource
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.paths import check_distinct
@@ -65,17 +68,12 @@ class GetJob(Job):
         directory = os.path.dirname(self.real_dest)
         if not os.path.isdir(directory):
             raise InputError("dest: directory {0} does not exist".format(directory), option="dest")
-        self.exists = os.path.exists(self.real_dest)
-        self.is_device = False
-        if self.exists:
-            mode = os.stat(self.real_dest).st_mode
-            self.is_device = stat.S_ISBLK(mode)
-            if not (stat.S_ISREG(mode) or self.is_device):
-                raise InputError("dest: {0} is not a regular file or block device".format(dest), option="dest")
-        elif p.get("base_snapshot_id"):
+        self._dest_state()
+        if not self.exists and p.get("base_snapshot_id"):
             raise InputError("dest: {0} does not exist, but base_snapshot_id={1} says it holds that snapshot".format(
                 dest, p["base_snapshot_id"]), option="dest")
-        inputs = [("dest", dest)]
+        self.lock = restore_lock_path(p.get("state_dir") or DEFAULT_STATE_DIR, dest)
+        inputs = [("dest", dest), ("the lock under state_dir", self.lock)]
         if not self.is_device:
             inputs.append(("the partial file of dest", part_path(dest)))
         check_distinct(job_paths(p, inputs))
@@ -85,6 +83,17 @@ class GetJob(Job):
                              "restore without base_snapshot_id once (that writes the manifest), or omit manifest"
                              .format(p["manifest"], p["base_snapshot_id"]), option="manifest")
         self.paths_checked()
+
+    def _dest_state(self):
+        """Whether dest exists and is a block device, read now (again once the lock is held)."""
+        self.exists = os.path.exists(self.real_dest)
+        self.is_device = False
+        if self.exists:
+            mode = os.stat(self.real_dest).st_mode
+            self.is_device = stat.S_ISBLK(mode)
+            if not (stat.S_ISREG(mode) or self.is_device):
+                raise InputError("dest: {0} is not a regular file or block device".format(self.p["dest"]),
+                                 option="dest")
 
     def _read_manifest(self):
         path = self.p.get("manifest")
@@ -146,8 +155,24 @@ class GetJob(Job):
 
     # -- run ----------------------------------------------------------------------------------
     def _run(self):
-        p = self.p
+        """Restores into one dest are serialised on this host: two at once would share its partial file."""
         self._validate()
+        if self.check_mode:
+            return self._run_unlocked()
+        lock = FileLock(self.lock)
+        try:
+            lock.acquire(on_wait=lambda: self.progress.phase("waiting for another restore into dest"))
+        except OSError as exc:
+            raise BlockError("state_dir: cannot lock {0}: {1}".format(lock.path, describe_os_error(exc)),
+                             option="state_dir") from None
+        try:
+            return self._run_unlocked()
+        finally:
+            lock.release()
+
+    def _run_unlocked(self):
+        p = self.p
+        self._dest_state()
         manifest = self._read_manifest()
         listing = self._list()  # the snapshot (and the base) exist now: no answer is given without that
         volume_size = listing.volume_size

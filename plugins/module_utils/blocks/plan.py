@@ -241,6 +241,12 @@ def lock_path(state_dir, src):
     return journal_path(state_dir, src)[:-len(".journal")] + ".lock"
 
 
+def restore_lock_path(state_dir, dest):
+    """The lock that serialises restores into ``dest`` (by its real path) on this host."""
+    key = hashlib.sha256(os.path.realpath(os.path.expanduser(dest)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return os.path.join(os.path.expanduser(state_dir), "get-{0}.lock".format(key))
+
+
 def tag_list(tags):
     return [{"Key": str(k), "Value": str(v)} for k, v in sorted((tags or {}).items())]
 
