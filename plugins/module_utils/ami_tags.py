@@ -18,13 +18,21 @@ The planner is pure (data in, data out, no I/O):
 * ``write_calls``: the changes as CreateTags/DeleteTags calls, batched over every snapshot that needs
   the same tags (``group_calls``).
 
-The AWS wiring (``read_images``, ``read_snapshots``, ``apply``) reads through ``fleet`` and writes
-with ``aws_retry=True``; ``apply`` survives snapshots deleted between the read and the write.
-``result`` builds the module's return values and diff once from the plan and what was done.
+The AWS wiring (``read_images``, ``read_snapshots``, ``apply``, ``confirm``) reads through ``fleet``
+and writes with ``aws_retry=True``; ``apply`` survives snapshots deleted between the read and the
+write. After any write, ``confirm`` reads every planned snapshot again, so that what the module
+reports (named, already right, vanished) is what AWS holds at the end of the run, not what it held
+at the first read. ``result`` builds the module's return values and diff once from the plan, what
+was done and what was confirmed.
+
+Keys starting with ``blockwise:`` are the collection's own control tags (``blockwise:protect``,
+``blockwise:policy``, ...): image tags are never copied onto them, the ``tags`` option cannot set
+them, and ``purge_tags`` never removes them. The module writes only ``blockwise:image-id``.
 """
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
 
 try:
@@ -60,6 +68,10 @@ NAME_VARIABLES = ("image_name", "image_id", "index", "device", "snapshot_id", "v
 MAX_RESOURCES_PER_CALL = 500
 IGNORED_IMAGE_STATES = frozenset(("deregistered",))
 MAX_REPORTED_PROBLEMS = 10
+# EC2 is eventually consistent (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html):
+# a snapshot read right after CreateTags may not show the new tags yet. A mismatch is read again after
+# these waits (seconds) before it is reported as a change made by another writer.
+CONFIRM_DELAYS = (1, 2, 4)
 
 # Reasons of skipped snapshots.
 NOT_OWNED = "not_owned"
@@ -87,16 +99,34 @@ class PlanError(ValueError):
 def check_selection(image_ids, filters, all_images, owners=("self",)):
     """Raise ``TemplateError`` unless the selection names images explicitly (or ``all_images=true``).
 
-    ``owners`` must not be empty: DescribeImages without owners lists every public image too.
+    Nothing may widen the selection silently: ``owners`` must not be empty (DescribeImages without
+    owners lists every public image too), ``filters`` must not hold a filter without a value (see
+    ``fleet.filter_problem``), and no id or owner may be blank.
     """
     if owners is not None and not owners:
         raise TemplateError("owners must not be empty (it would select every public image too); the default is [self]")
+    _check_blank("owners", owners)
     if image_ids is not None and not image_ids:
         raise TemplateError("image_ids must not be empty")
+    _check_blank("image_ids", image_ids)
+    problem = fleet.filter_problem(filters, "filters")
+    if problem:
+        raise TemplateError(problem)
     if image_ids is None and filters is not None and not filters:
         raise TemplateError("filters is empty, which would select every image; set all_images=true to mean that")
     if image_ids is None and filters is None and not all_images:
         raise TemplateError("all_images=false selects no image; give image_ids or filters, or set all_images=true")
+
+
+def _check_blank(option, values):
+    for value in values or ():
+        if not isinstance(value, str) or not value.strip():
+            raise TemplateError("%s: %r is not an id; every item must be a non-empty string" % (option, value))
+
+
+def is_collection_key(key):
+    """True for the collection's own control tags (``blockwise:...``, in any case)."""
+    return str(key).lower().startswith(COLLECTION_PREFIX)
 
 
 def check_options(name_template=DEFAULT_NAME_TEMPLATE, tags=None, copy_image_tags=False, purge_tags=False):
@@ -104,7 +134,9 @@ def check_options(name_template=DEFAULT_NAME_TEMPLATE, tags=None, copy_image_tag
 
     Raises ``TemplateError`` naming the option: unknown template variables, a template whose fixed
     text cannot fit in a tag value, bad tag keys or values, ``Name`` or ``blockwise:image-id`` in
-    ``tags`` (both are set by the module).
+    ``tags`` (both are set by the module), and any other ``blockwise:`` key (the collection's control
+    tags: ``blockwise:policy`` would put AMI snapshots in a prune scope, ``blockwise:lineage`` would
+    merge retention groups; ``ami_snapshot_tag`` sets none of them).
     """
     if not name_template:
         raise TemplateError("name_template must not be empty")
@@ -115,6 +147,10 @@ def check_options(name_template=DEFAULT_NAME_TEMPLATE, tags=None, copy_image_tag
         raise TemplateError("tags: the Name tag is set from name_template; remove it from tags")
     if IMAGE_ID_TAG in tags:
         raise TemplateError("tags: %s is set by the module to the image id; remove it from tags" % IMAGE_ID_TAG)
+    reserved = sorted(key for key in tags if is_collection_key(key))
+    if reserved:
+        raise TemplateError("tags: %s: keys starting with '%s' are the collection's control tags and cannot be set here"
+                            % (", ".join(reserved), COLLECTION_PREFIX))
     return {"name_template": name_template, "tags": tags, "copy_image_tags": bool(copy_image_tags), "purge_tags": bool(purge_tags)}
 
 
@@ -210,17 +246,19 @@ def _claim(snapshot, users, others):
 
 
 def _never_purged(key):
-    lowered = key.lower()
-    return lowered.startswith(RESERVED_PREFIX) or lowered.startswith(COLLECTION_PREFIX)
+    return key.lower().startswith(RESERVED_PREFIX) or is_collection_key(key)
 
 
 def wanted_tags(image, name, options):
-    """The tags the module manages on a snapshot of ``image`` named ``name``."""
+    """The tags the module manages on a snapshot of ``image`` named ``name``.
+
+    Copied image tags leave out ``aws:`` keys, the image's ``Name`` and every ``blockwise:`` key: an
+    image's control tags never set, change or remove a snapshot's (``blockwise:protect`` above all).
+    """
     copied = {}
     if options["copy_image_tags"]:
-        copied = drop_aws_tags(image.get("tags"))
-        copied.pop(NAME_TAG, None)
-        copied.pop(IMAGE_ID_TAG, None)
+        copied = {key: value for key, value in drop_aws_tags(image.get("tags")).items()
+                  if key != NAME_TAG and not is_collection_key(key)}
     return merge_tags(copied, options["tags"], {NAME_TAG: name, IMAGE_ID_TAG: image["ImageId"]})
 
 
@@ -259,7 +297,8 @@ def _plan_snapshot(image, mapping, snapshot, options, also_used_by, problems):
     except TemplateError as exc:
         problems.append(str(exc))
     before = dict(snapshot.get("tags") or {})
-    to_set, to_unset = tag_changes(before, wanted_tags(image, name, options), options["purge_tags"])
+    wanted = wanted_tags(image, name, options)
+    to_set, to_unset = tag_changes(before, wanted, options["purge_tags"])
     after = {k: v for k, v in before.items() if k not in to_unset}
     after.update(to_set)
     counted = len(drop_aws_tags(after))
@@ -269,7 +308,7 @@ def _plan_snapshot(image, mapping, snapshot, options, also_used_by, problems):
     return {
         "snapshot_id": snapshot["SnapshotId"], "image_id": image["ImageId"], "device": mapping["device"],
         "index": mapping["index"], "name": name, "before": before, "after": after, "to_set": to_set,
-        "to_unset": to_unset, "also_used_by": also_used_by,
+        "to_unset": to_unset, "wanted": wanted, "also_used_by": also_used_by,
     }
 
 
@@ -478,47 +517,121 @@ def apply(ec2, calls):
     return outcome
 
 
+def _current_tags(ec2, snapshot_ids):
+    seen = {snapshot["SnapshotId"]: snapshot["tags"] for snapshot in read_snapshots(ec2, snapshot_ids)}
+    return {sid: seen.get(sid) for sid in snapshot_ids}
+
+
+def confirm(ec2, items, sleep=time.sleep, delays=CONFIRM_DELAYS):
+    """Read the planned snapshots again after the writes: ``{snapshot id: tags, or None when gone}``.
+
+    One batched read of every item (those written and those found already right). Snapshots whose
+    tags do not hold the run's claim (``drift``) are read again after each of ``delays``, for EC2's
+    eventual consistency, until they do or the waits are over.
+    """
+    by_id = {item["snapshot_id"]: item for item in items}
+    found = _current_tags(ec2, sorted(by_id))
+    for delay in delays:
+        pending = sorted(sid for sid, tags in found.items() if tags is not None and drift(by_id[sid], tags))
+        if not pending:
+            break
+        sleep(delay)
+        found.update(_current_tags(ec2, pending))
+    return found
+
+
 # ---------------------------------------------------------------------------------------- result
+
+
+def drift(item, tags):
+    """How ``tags`` (a snapshot's tags read after the run) contradict what the run reports; None if they do not.
+
+    The run reports that every wanted tag has its wanted value and that the tags it removed are gone.
+    Tags that someone else added meanwhile are no part of that report.
+    """
+    problems = []
+    for key, value in sorted(item["wanted"].items()):
+        if key not in tags:
+            problems.append("%s is missing (this run wants %r)" % (key, value))
+        elif tags[key] != value:
+            problems.append("%s is %r (this run wants %r)" % (key, tags[key], value))
+    problems.extend("%s is back (this run removed it)" % key for key in sorted(item["to_unset"]) if key in tags)
+    return "; ".join(problems) or None
+
+
+def conflicts(the_plan, outcome):
+    """``{snapshot id: drift}`` of the snapshots that someone else changed while the run wrote."""
+    confirmed = (outcome or {}).get("confirmed") or {}
+    found = {}
+    for item in the_plan["items"]:
+        tags = confirmed.get(item["snapshot_id"])
+        problem = drift(item, tags) if tags is not None else None
+        if problem:
+            found[item["snapshot_id"]] = problem
+    return found
+
+
+def _gone(outcome):
+    """Snapshots found missing by a write or by the confirming read: ``{id: how}``."""
+    gone = dict(outcome.get("vanished") or {})
+    for sid, tags in (outcome.get("confirmed") or {}).items():
+        if tags is None and sid not in gone:
+            gone[sid] = "not found when its tags were read again after the writes"
+    return gone
+
+
+def _vanished_entry(item, how):
+    sid = item["snapshot_id"]
+    return {
+        "snapshot_id": sid, "image_id": item["image_id"], "device": item["device"], "index": item["index"],
+        "reason": VANISHED, "msg": "snapshot %s no longer exists (deleted after it was read): %s" % (sid, how),
+    }
+
+
+def _entry(item, outcome, drifted):
+    """One ``snapshots`` entry; ``outcome`` None means check mode (changes are predicted)."""
+    sid = item["snapshot_id"]
+    wants_change = bool(item["to_set"] or item["to_unset"])
+    entry = {
+        "snapshot_id": sid, "image_id": item["image_id"], "device": item["device"], "index": item["index"],
+        "name": item["name"], "changed": wants_change if outcome is None else sid in outcome.get("written", ()),
+        "tags_added": dict(item["to_set"]), "tags_removed": dict(item["to_unset"]), "also_used_by": list(item["also_used_by"]),
+    }
+    if outcome is not None and sid in outcome.get("unfinished", ()):
+        entry["error"] = outcome.get("error")
+    elif drifted:
+        entry["error"] = "tags changed by another writer during the run: " + drifted
+    return entry
 
 
 def result(the_plan, outcome=None, missing_image_ids=(), with_diff=False):
     """The module's return values from a plan and, unless in check mode, what ``apply`` did.
 
-    In check mode (``outcome`` None) every snapshot with changes is reported as changed.
+    In check mode (``outcome`` None) every snapshot with changes is reported as changed. When the run
+    wrote, ``outcome["confirmed"]`` (from ``confirm``) holds the tags read back: a snapshot gone by
+    then is reported ``vanished`` whether it needed a write or not, one whose tags contradict the run
+    (``conflicts``) gets an ``error``, and the diff's ``after`` is the tags read back.
     """
-    vanished = (outcome or {}).get("vanished") or {}
-    unfinished = (outcome or {}).get("unfinished") or set()
-    written = (outcome or {}).get("written") or set()
+    gone = _gone(outcome or {})
+    drifted = conflicts(the_plan, outcome)
+    confirmed = (outcome or {}).get("confirmed") or {}
     snapshots, skipped = [], list(the_plan["skipped"])
     diff = {"before": {}, "after": {}}
-    changed_images = set()
     for item in the_plan["items"]:
         sid = item["snapshot_id"]
-        if sid in vanished:
-            skipped.append({
-                "snapshot_id": sid, "image_id": item["image_id"], "device": item["device"], "index": item["index"],
-                "reason": VANISHED, "msg": "snapshot %s no longer exists (deleted after it was read): %s" % (sid, vanished[sid]),
-            })
+        if sid in gone:
+            skipped.append(_vanished_entry(item, gone[sid]))
             continue
-        wants_change = bool(item["to_set"] or item["to_unset"])
-        changed = wants_change if outcome is None else sid in written
-        entry = {
-            "snapshot_id": sid, "image_id": item["image_id"], "device": item["device"], "index": item["index"],
-            "name": item["name"], "changed": changed, "tags_added": dict(item["to_set"]), "tags_removed": dict(item["to_unset"]),
-            "also_used_by": list(item["also_used_by"]),
-        }
-        if sid in unfinished:
-            entry["error"] = (outcome or {}).get("error")
+        entry = _entry(item, outcome, drifted.get(sid))
         snapshots.append(entry)
-        if changed:
-            changed_images.add(item["image_id"])
-        if wants_change:
+        if item["to_set"] or item["to_unset"] or sid in drifted:
             diff["before"][sid] = dict(sorted(item["before"].items()))
-            diff["after"][sid] = dict(sorted(item["after"].items()))
+            diff["after"][sid] = dict(sorted((confirmed.get(sid) or item["after"]).items()))
     skipped.sort(key=lambda entry: (entry["image_id"], entry["index"]))
+    changed_images = {entry["image_id"] for entry in snapshots if entry["changed"]}
     total = len(the_plan["images"])
     output = {
-        "changed": any(entry["changed"] for entry in snapshots),
+        "changed": bool(changed_images),
         "snapshots": snapshots,
         "skipped_snapshots": skipped,
         "images": {

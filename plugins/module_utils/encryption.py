@@ -4,6 +4,11 @@
 """Pure decisions for EBS encryption by default: which regions, what to change in each.
 
 No AWS calls here: the module reads the current state, this code decides, the module applies.
+
+The AWS managed EBS key is always reported as ``alias/aws/ebs`` (``reported_key_id``): EC2 may answer
+it by that name or by the key's ARN (ResetEbsDefaultKmsKeyId answers the ARN), and the plan, the
+result and the diff must name it the same way in check mode and after applying. Customer managed
+keys are reported as EC2 reports them (key ARNs).
 """
 from __future__ import annotations
 
@@ -87,15 +92,27 @@ def resolve_regions(requested, module_region, known_regions):
 
 
 def check_key_region(kms_key_id, regions):
-    """A key ARN names one region: it cannot be the default key of another."""
+    """A key or alias ARN names one region: it cannot be the default key of another.
+
+    That holds for ``arn:...:alias/aws/ebs`` too: each region has its own AWS managed key.
+    """
     key_region = arn_region(kms_key_id)
-    if key_region is None or is_aws_managed(kms_key_id):
+    if key_region is None:
         return
     others = [r for r in regions if r != key_region]
     if others:
+        hint = AWS_MANAGED_ALIAS if is_aws_managed(kms_key_id) else "an alias name (alias/...) that exists in every region"
         raise EncryptionInputError(
-            "kms_key_id={0!r} is a key in {1} and cannot be the default key of {2}; use an alias name "
-            "(alias/...) that exists in every region instead".format(kms_key_id, key_region, ", ".join(others)))
+            "kms_key_id={0!r} is a key in {1} and cannot be the default key of {2}; use {3} instead".format(
+                kms_key_id, key_region, ", ".join(others), hint))
+
+
+def reported_key_id(key_id, managed_key_arn=None):
+    """The default key as the module reports it: ``alias/aws/ebs`` for the AWS managed key (named, or
+    by its key ARN ``managed_key_arn`` when known), ``key_id`` unchanged otherwise."""
+    if is_aws_managed(key_id) or (managed_key_arn and key_id == managed_key_arn):
+        return AWS_MANAGED_ALIAS
+    return key_id
 
 
 def check_key_metadata(kms_key_id, region, metadata):
@@ -121,29 +138,39 @@ def plan_region(current, state, want_aws_managed=False, want_key_arn=None):
     the default (already resolved and validated). Returns
     ``{"actions": [...], "before": {...}, "after": {...}, "changed": bool}``.
     """
-    before = {"encryption_by_default": bool(current["encryption_by_default"]), "kms_key_id": current.get("kms_key_id")}
+    aws_managed = current.get("aws_managed", is_aws_managed(current.get("kms_key_id")))
+    before = {
+        "encryption_by_default": bool(current["encryption_by_default"]),
+        "kms_key_id": AWS_MANAGED_ALIAS if aws_managed else current.get("kms_key_id"),
+    }
     after = dict(before)
     actions = []
     enabled = state == "enabled"
     if before["encryption_by_default"] != enabled:
         actions.append(ENABLE if enabled else DISABLE)
         after["encryption_by_default"] = enabled
-    aws_managed = current.get("aws_managed", is_aws_managed(current.get("kms_key_id")))
     if want_aws_managed and not aws_managed:
         actions.append(RESET_KEY)
         after["kms_key_id"] = AWS_MANAGED_ALIAS
-    elif want_key_arn and (aws_managed or current.get("kms_key_arn") != want_key_arn):
+    elif want_key_arn and current.get("kms_key_arn") != want_key_arn:
         actions.append(SET_KEY)
         after["kms_key_id"] = want_key_arn
     return {"actions": actions, "before": before, "after": after, "changed": bool(actions)}
 
 
-def build_diff(region_plans):
-    """One ``diff`` for the whole run: before/after keyed by region, only regions that change."""
+def build_diff(region_plans, outcomes=None):
+    """One ``diff`` for the whole run: before/after keyed by region, for the regions the plan changes.
+
+    ``outcomes`` maps a region to its state after applying (``encryption_by_default``, ``kms_key_id``
+    as confirmed by EC2's answers; for a region whose apply failed, what was done before the failure,
+    else its state before). Without ``outcomes`` (check mode) ``after`` is the plan's prediction. A
+    region the plan changes but whose apply changed nothing shows ``after`` equal to ``before``.
+    """
     before = {}
     after = {}
     for region, plan in region_plans.items():
         if plan.get("changed"):
-            before[region] = plan["before"]
-            after[region] = plan["after"]
+            before[region] = dict(plan["before"])
+            state = plan["after"] if outcomes is None else outcomes.get(region, plan["before"])
+            after[region] = {key: state.get(key, plan["before"][key]) for key in plan["before"]}
     return {"before": before, "after": after}

@@ -33,6 +33,16 @@ description:
   - Reads the images once (paginated) and their snapshots in batches, and batches C(ec2:CreateTags) (and C(ec2:DeleteTags))
     over every snapshot that needs the same tags. Snapshots already right are not written to, so a second run reports
     C(changed=false) and makes no write.
+  - "Whether a snapshot is already right is decided from the snapshot's own tags as C(ec2:DescribeSnapshots) returns them, never
+    from the image's tags. When the run wrote anything, it reads every snapshot of the run again afterwards (one more batched
+    C(ec2:DescribeSnapshots)), so that what it reports is what AWS holds at the end: a snapshot deleted meanwhile, even one that
+    needed no write, is reported C(vanished); a snapshot whose tags someone else changed meanwhile so that they contradict this
+    run (a different C(Name), a wanted tag missing or different, a removed tag back) gets an C(error) and the task fails naming it,
+    with the diff showing the tags read back. A rerun converges. A mismatch is read again after 1, 2 and 4 seconds before it is
+    reported, as EC2 tags are eventually consistent."
+  - "Keys starting with C(blockwise:) are the collection's own control tags (C(blockwise:protect) keeps a snapshot from being pruned,
+    C(blockwise:policy) puts it in a prune scope, ...). This module writes only C(blockwise:image-id): image tags never set, change or
+    remove a snapshot's C(blockwise:) tags, O(tags) cannot hold them, and O(purge_tags) never removes them."
   - Every template and tag is checked before any AWS call, and every rendered Name before any write.
 author:
   - blockwise.ebs maintainers (@blockwise)
@@ -42,6 +52,7 @@ options:
       - The images whose snapshots to name, by image id.
       - Ids that are not found (under O(owners)) are listed in RV(missing_image_ids) with a warning.
       - May be combined with O(filters); an image must then match both.
+      - Blank ids are refused.
     type: list
     elements: str
   filters:
@@ -49,12 +60,14 @@ options:
       - "C(ec2:DescribeImages) filters selecting the images, for example C(name: front-web-*) or C(tag:Team: web).
         See U(https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeImages.html) for the filter names."
       - An empty dictionary is refused; use O(all_images=true) to select every image of O(owners).
+      - A filter without a value (V(null), V([]) or a list holding V(null)) is refused before any call, since EC2 may ignore it and
+        select every image.
     type: dict
   owners:
     description:
       - Owners of the images to select, as accepted by C(ec2:DescribeImages) (C(self), account ids, C(amazon), ...).
       - Snapshots owned by another account are skipped whatever the image's owner.
-      - Must not be empty (DescribeImages without owners lists every public image too).
+      - Must not be empty (DescribeImages without owners lists every public image too), nor hold a blank owner.
     type: list
     elements: str
     default: [self]
@@ -75,8 +88,9 @@ options:
     default: "{image_name}({index:03d})"
   copy_image_tags:
     description:
-      - Copy the image's tags to its snapshots, except keys starting with C(aws:) (reserved by AWS), C(Name) (set from
-        O(name_template)) and C(blockwise:image-id).
+      - "Copy the image's tags to its snapshots, except keys starting with C(aws:) (reserved by AWS), C(Name) (set from
+        O(name_template)) and keys starting with C(blockwise:) (the collection's control tags, in any case: an image's
+        C(blockwise:protect) or C(blockwise:policy) never reaches, changes or removes a snapshot's)."
       - A tag changed on the image is changed on its snapshots at the next run; a tag removed from the image is removed from
         its snapshots only with O(purge_tags=true).
     type: bool
@@ -84,7 +98,9 @@ options:
   tags:
     description:
       - Tags to set on every snapshot, on top of the copied image tags (these win over copied tags of the same key).
-      - C(Name) and C(blockwise:image-id) cannot be given here. Keys starting with C(aws:) are refused.
+      - "C(Name) and C(blockwise:image-id) cannot be given here. Keys starting with C(aws:) are refused, and so are keys starting
+        with C(blockwise:) (any case): they are the collection's control tags (for example C(blockwise:policy) would put the
+        snapshots in a prune scope once their image is deregistered). Set C(blockwise:protect) by hand if you want it."
     type: dict
   purge_tags:
     description:
@@ -98,7 +114,8 @@ notes:
   - "IAM permissions: C(ec2:DescribeImages), C(ec2:DescribeSnapshots), C(ec2:CreateTags) and, with O(purge_tags=true),
     C(ec2:DeleteTags)."
   - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults).
-  - Supports check mode (no write is made) and diff mode (the tags of each changed snapshot before and after).
+  - Supports check mode (no write is made) and diff mode (the tags of each changed snapshot before and after; after a real run,
+    C(after) is the tags read back from EC2).
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -190,9 +207,12 @@ snapshots:
       elements: str
       sample: []
     error:
-      description: The error that stopped the run before this snapshot's tags were all written.
+      description:
+        - The error that stopped the run before this snapshot's tags were all written, or how someone else changed its tags
+          during the run (read back after the writes) so that they contradict this run.
       type: str
-      returned: when a write failed
+      returned: when a write failed, or the snapshot's tags were changed by another writer during the run
+      sample: "tags changed by another writer during the run: Name is 'hand-made' (this run wants 'web(001)')"
 skipped_snapshots:
   description: Mapped snapshots the module left alone.
   returned: always
@@ -214,7 +234,7 @@ skipped_snapshots:
     reason:
       description:
         - C(not_owned) (not among this account's snapshots), C(shared) (named after another image that maps it) or
-          C(vanished) (deleted between the read and the write).
+          C(vanished) (deleted after the first read, found missing by a write or by the read that confirms the writes).
       type: str
       sample: shared
     msg:
@@ -300,19 +320,37 @@ def main():
     outcome = None
     if not module.check_mode:
         outcome = core.apply(ec2, core.write_calls(plan["items"]))
+        if (outcome["written"] or outcome["vanished"]) and not outcome["error"]:
+            try:
+                outcome["confirmed"] = core.confirm(ec2, plan["items"])
+            except aws.AWS_ERRORS as e:
+                module.fail_json_aws(e, msg="Tags were written but could not be read back to confirm them",
+                                     **core.result(plan, outcome, missing, with_diff=module._diff))
     output = core.result(plan, outcome, missing, with_diff=module._diff)
+    report(module, plan, outcome, output)
 
-    if missing:
-        module.warn("Images not found: " + ", ".join(missing))
+
+def report(module, plan, outcome, output):
+    """Warn about missing images and vanished snapshots; fail on write errors and conflicts; else exit."""
+    if output["missing_image_ids"]:
+        module.warn("Images not found: " + ", ".join(output["missing_image_ids"]))
     vanished = [entry["snapshot_id"] for entry in output["skipped_snapshots"] if entry["reason"] == core.VANISHED]
     if vanished:
         module.warn("Snapshots deleted while being tagged (their images were probably deregistered): " + ", ".join(vanished))
     if outcome and outcome["error"]:
-        unfinished = sorted(outcome["unfinished"])
         module.fail_json(msg="Tagging stopped with %d snapshot(s) not fully tagged (%s): %s"
-                         % (len(unfinished), ", ".join(unfinished[:10]) + (", ..." if len(unfinished) > 10 else ""), outcome["error"]),
+                         % (len(outcome["unfinished"]), _some(outcome["unfinished"]), outcome["error"]), **output)
+    drifted = core.conflicts(plan, outcome)
+    if drifted:
+        module.fail_json(msg="%d snapshot(s) changed by another writer during the run (%s): %s; rerun to converge"
+                         % (len(drifted), _some(drifted), "; ".join("%s: %s" % item for item in sorted(drifted.items())[:10])),
                          **output)
     module.exit_json(**output)
+
+
+def _some(ids):
+    ids = sorted(ids)
+    return ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@ description:
     RV(regions) with its C(error). By default the task then fails after every other region has been handled, so the
     result always describes every region; set O(fail_on_region_error=false) to turn those errors into warnings.
   - In check mode nothing is changed; RV(regions) and the diff show what would change.
+  - "With diff mode, C(before) is each changed region's state as read and C(after) what happened: after applying, the state EC2
+    confirmed in its answers to the changes made; a region whose change failed shows what was done before the failure (C(after)
+    equals C(before) when nothing was). Only in check mode is C(after) a prediction."
+  - "The AWS managed key is always reported as V(alias/aws/ebs), in check mode and after applying alike, although EC2 may answer
+    it by that name or by the key's ARN (C(ec2:ResetEbsDefaultKmsKeyId) answers the ARN); to tell, the module reads that key's
+    ARN with C(kms:DescribeKey) in regions where EC2 reports a key ARN. Customer managed keys are reported by their key ARN."
 author:
   - blockwise.ebs maintainers (@blockwise)
 options:
@@ -31,7 +37,8 @@ options:
     description:
       - The KMS key to make the default for EBS encryption, as a key ID, key ARN, alias name (C(alias/...)) or alias ARN.
       - V(alias/aws/ebs) restores the AWS-managed key (same as O(reset_kms_key=true)).
-      - A key or alias ARN belongs to one region; with several O(regions) use an alias name that exists in each.
+      - A key or alias ARN belongs to one region (C(arn:...:alias/aws/ebs) too); with several O(regions) use an alias name that
+        exists in each, or V(alias/aws/ebs).
       - The key must exist, be enabled and be a symmetric encryption key in every region; this is checked before any change.
       - When omitted, the default key is left as it is.
       - Only valid with O(state=enabled).
@@ -101,8 +108,9 @@ changed:
   type: bool
 regions:
   description:
-    - One entry per managed region, keyed by region name, describing the state after the run
-      (the predicted state in check mode).
+    - One entry per managed region, keyed by region name, describing the state after the run as EC2 confirmed it
+      (the predicted state in check mode). For a region whose change failed, the state after what was done before the
+      failure.
   returned: always
   type: dict
   contains:
@@ -111,7 +119,9 @@ regions:
       type: bool
       sample: true
     kms_key_id:
-      description: The default KMS key as EC2 reports it (a key ARN, or the AWS-managed C(alias/aws/ebs)).
+      description:
+        - The default KMS key, V(alias/aws/ebs) for the AWS managed key (whichever form EC2 answers), the key ARN of a customer
+          managed key.
       type: str
       sample: arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab
     changed:
@@ -160,7 +170,12 @@ def read_known_regions(module, region_hint):
 
 
 def read_region(module, region, want, want_aws_managed):
-    """Read one region and resolve keys: returns (current, want_key_arn). Raises EncryptionInputError or AWS errors."""
+    """Read one region and resolve keys: returns (current, want_key_arn). Raises EncryptionInputError or AWS errors.
+
+    EC2 may report the AWS managed key by its key ARN rather than by ``alias/aws/ebs``: whenever it
+    reports a key ARN (or a key is to be set or reset) the managed key's ARN is read from KMS, so that
+    the key is reported as ``alias/aws/ebs`` in every case.
+    """
     ec2 = aws.client(module, "ec2", region=region)
     key_id = ec2.get_ebs_default_kms_key_id(aws_retry=True).get("KmsKeyId")
     current = {
@@ -168,14 +183,14 @@ def read_region(module, region, want, want_aws_managed):
         "kms_key_id": key_id,
         "kms_key_arn": key_id if core.is_key_arn(key_id) else None,
         "aws_managed": core.is_aws_managed(key_id),
+        "managed_key_arn": None,
     }
-    if key_id and not current["aws_managed"] and (want or want_aws_managed):
+    if key_id and not current["aws_managed"] and (want or want_aws_managed or current["kms_key_arn"]):
         kms = aws.client(module, "kms", region=region)
         if current["kms_key_arn"] is None:
             current["kms_key_arn"] = _key_arn_or_none(kms, key_id)
-        if want_aws_managed:
-            # EC2 may report the AWS-managed key by its key ARN rather than by its alias.
-            current["aws_managed"] = current["kms_key_arn"] is not None and current["kms_key_arn"] == _key_arn_or_none(kms, core.AWS_MANAGED_ALIAS)
+        current["managed_key_arn"] = _key_arn_or_none(kms, core.AWS_MANAGED_ALIAS)
+        current["aws_managed"] = current["kms_key_arn"] is not None and current["kms_key_arn"] == current["managed_key_arn"]
     want_key_arn = None
     if want and not want_aws_managed:
         want_key_arn = describe_key(aws.client(module, "kms", region=region), want, region)
@@ -200,18 +215,26 @@ def _key_arn_or_none(kms, key_id):
         return None  # e.g. the current default key is gone: any wanted key differs
 
 
-def apply_plan(module, region, plan, want):
+def apply_plan(module, region, plan, want, managed_key_arn=None):
     """Carry out a region's actions in order; stop at the first error.
 
-    Returns ``(state, done, error)``: the state EC2 reported after the actions that were done,
-    those actions, and the error message of the one that failed (or None).
+    Returns ``(state, done, error)``: the state EC2 reported after the actions that were done (its
+    answers to them, the key in the form ``core.reported_key_id`` gives), those actions, and the error
+    message of the one that failed (or None). ResetEbsDefaultKmsKeyId answers the AWS managed key's
+    ARN: it is reported as ``alias/aws/ebs`` unless KMS named that key differently.
     """
     ec2 = aws.client(module, "ec2", region=region)
+
+    def reset():
+        arn = ec2.reset_ebs_default_kms_key_id(aws_retry=True)["KmsKeyId"]
+        return core.reported_key_id(arn, managed_key_arn or arn)
+
     calls = {
         core.ENABLE: ("encryption_by_default", lambda: ec2.enable_ebs_encryption_by_default(aws_retry=True)["EbsEncryptionByDefault"]),
         core.DISABLE: ("encryption_by_default", lambda: ec2.disable_ebs_encryption_by_default(aws_retry=True)["EbsEncryptionByDefault"]),
-        core.SET_KEY: ("kms_key_id", lambda: ec2.modify_ebs_default_kms_key_id(KmsKeyId=want, aws_retry=True)["KmsKeyId"]),
-        core.RESET_KEY: ("kms_key_id", lambda: ec2.reset_ebs_default_kms_key_id(aws_retry=True)["KmsKeyId"]),
+        core.SET_KEY: ("kms_key_id", lambda: core.reported_key_id(
+            ec2.modify_ebs_default_kms_key_id(KmsKeyId=want, aws_retry=True)["KmsKeyId"], managed_key_arn)),
+        core.RESET_KEY: ("kms_key_id", reset),
     }
     state = dict(plan["before"])
     done = []
@@ -223,6 +246,47 @@ def apply_plan(module, region, plan, want):
             return state, done, "{0} failed: {1}".format(action, aws.error_message(e))
         done.append(action)
     return state, done, None
+
+
+def read_and_plan(module, regions, want, want_aws_managed):
+    """Phase 1: read and plan every region; any input error stops the run before a write.
+
+    Returns ``(plans, results, managed_arns)``: the plan of each region that could be read, the
+    result of each region that could not (with its ``error``), the AWS managed key ARN of each region
+    (None when not read).
+    """
+    plans, results, managed_arns = {}, {}, {}
+    for region in regions:
+        try:
+            current, want_key_arn = read_region(module, region, want, want_aws_managed)
+        except core.EncryptionInputError as e:
+            module.fail_json(msg=str(e))
+        except aws.AWS_ERRORS as e:
+            results[region] = {"changed": False, "actions": [], "error": aws.error_message(e)}
+            continue
+        managed_arns[region] = current["managed_key_arn"]
+        plans[region] = core.plan_region(current, module.params["state"], want_aws_managed=want_aws_managed, want_key_arn=want_key_arn)
+    return plans, results, managed_arns
+
+
+def apply_all(module, plans, results, want, managed_arns):
+    """Phase 2: apply each region's plan (in check mode, predict); fill ``results``.
+
+    Returns the state of each region EC2 confirmed after applying (None in check mode), for the diff.
+    """
+    outcomes = None if module.check_mode else {}
+    for region, plan in plans.items():
+        result = {"changed": plan["changed"], "actions": list(plan["actions"])}
+        if module.check_mode or not plan["changed"]:
+            result.update(plan["after"])
+        else:
+            state, done, error = apply_plan(module, region, plan, want, managed_arns[region])
+            result.update(state, changed=bool(done), actions=done)
+            outcomes[region] = state
+            if error:
+                result["error"] = error
+        results[region] = result
+    return outcomes
 
 
 def main():
@@ -251,29 +315,8 @@ def main():
         module.fail_json(msg=str(e))
     want_aws_managed = params["reset_kms_key"] or core.is_aws_managed(want)
 
-    # Phase 1: read and plan every region; any input error stops the run before a write.
-    plans, results = {}, {}
-    for region in regions:
-        try:
-            current, want_key_arn = read_region(module, region, want, want_aws_managed)
-        except core.EncryptionInputError as e:
-            module.fail_json(msg=str(e))
-        except aws.AWS_ERRORS as e:
-            results[region] = {"changed": False, "actions": [], "error": aws.error_message(e)}
-            continue
-        plans[region] = core.plan_region(current, params["state"], want_aws_managed=want_aws_managed, want_key_arn=want_key_arn)
-
-    # Phase 2: apply (or, in check mode, predict).
-    for region, plan in plans.items():
-        result = {"changed": plan["changed"], "actions": list(plan["actions"])}
-        if module.check_mode or not plan["changed"]:
-            result.update(plan["after"])
-        else:
-            state, done, error = apply_plan(module, region, plan, want)
-            result.update(state, changed=bool(done), actions=done)
-            if error:
-                result["error"] = error
-        results[region] = result
+    plans, results, managed_arns = read_and_plan(module, regions, want, want_aws_managed)
+    outcomes = apply_all(module, plans, results, want, managed_arns)
 
     ordered = {region: results[region] for region in regions}
     failed = [region for region, result in ordered.items() if "error" in result]
@@ -283,7 +326,7 @@ def main():
         failed_regions=failed,
     )
     if module._diff:
-        output["diff"] = core.build_diff(plans)
+        output["diff"] = core.build_diff(plans, outcomes)
     if failed:
         message = "; ".join("{0}: {1}".format(region, ordered[region]["error"]) for region in failed)
         if params["fail_on_region_error"]:

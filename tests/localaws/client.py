@@ -102,6 +102,21 @@ class LocalAWSControl:
         """Move the clock of pending-snapshot timeouts forward."""
         self._call("POST", "clock", {"advance": seconds})
 
+    def set_clock_skew(self, offset_seconds):
+        """Move the endpoint's clock ``offset_seconds`` away from real time (negative: behind its clients).
+
+        Requests signed more than 15 minutes away from that clock are refused as AWS refuses them.
+        """
+        return self._call("POST", "clock-skew", {"offset_seconds": offset_seconds})["offset_seconds"]
+
+    def clock_skew(self):
+        """The endpoint's clock offset in seconds (0 unless ``set_clock_skew`` moved it)."""
+        return self._call("GET", "clock-skew")["offset_seconds"]
+
+    def clear_clock_skew(self):
+        """Put the endpoint's clock back on real time."""
+        self._call("DELETE", "clock-skew")
+
     def reset(self):
-        """Wipe all state: moto's backends, direct snapshots, counters, faults and the clock."""
+        """Wipe all state: moto's backends, direct snapshots, counters, faults and both clocks."""
         self._call("POST", "reset")

@@ -15,6 +15,9 @@ POST        /_localaws/snapshots/foreign                           plant a snaps
 POST        /_localaws/snapshots/{id}/start-time                   back-date a snapshot (``start_time``, ISO 8601)
 GET         /_localaws/snapshots/{id}/progress?region=             state, reported progress, blocks written
 POST        /_localaws/clock                                       ``{"advance": seconds}`` for snapshot timeouts
+GET         /_localaws/clock-skew                                  ``{"offset_seconds": N}``: the endpoint's clock offset
+POST        /_localaws/clock-skew                                  ``{"offset_seconds": N}``: move the endpoint's clock
+DELETE      /_localaws/clock-skew                                  back to real time
 POST        /_localaws/reset                                       wipe all state (moto, snapshots, counters, faults)
 ==========  =====================================================  ============================================
 
@@ -48,10 +51,11 @@ class ControlError(Exception):
 class ControlAPI:
     """WSGI handler of the control routes."""
 
-    def __init__(self, *, counters, faults, ebs, reset):
+    def __init__(self, *, counters, faults, ebs, clock, reset):
         self._counters = counters
         self._faults = faults
         self._ebs = ebs
+        self._clock = clock
         self._reset = reset
         self._routes = [
             ("GET", r"health", self._health),
@@ -65,6 +69,9 @@ class ControlAPI:
             ("POST", r"snapshots/(snap-[0-9a-f]+)/start-time", self._backdate),
             ("GET", r"snapshots/(snap-[0-9a-f]+)/progress", self._progress),
             ("POST", r"clock", self._advance_clock),
+            ("GET", r"clock-skew", self._get_clock_skew),
+            ("POST", r"clock-skew", self._set_clock_skew),
+            ("DELETE", r"clock-skew", self._clear_clock_skew),
             ("POST", r"reset", self._reset_all),
         ]
 
@@ -146,6 +153,19 @@ class ControlAPI:
     def _advance_clock(self, payload, _query):
         self._ebs.advance_clock(payload["advance"])
         return json_response(200, {"advanced": payload["advance"]})
+
+    def _get_clock_skew(self, _payload, _query):
+        return json_response(200, {"offset_seconds": self._clock.offset})
+
+    def _set_clock_skew(self, payload, _query):
+        if "offset_seconds" not in payload:
+            raise ControlError("offset_seconds is required (seconds to add to the endpoint's clock; negative: behind)")
+        self._clock.set_offset(payload["offset_seconds"])
+        return json_response(200, {"offset_seconds": self._clock.offset})
+
+    def _clear_clock_skew(self, _payload, _query):
+        self._clock.clear()
+        return Response(204)
 
     def _reset_all(self, _payload, _query):
         self._reset()

@@ -1,9 +1,10 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fidelity layer: a WSGI middleware in front of moto's server application.
 
-For each request: control routes are answered directly; any other request is counted, may be
-delayed or failed by the fault injector, and is then answered by the EBS direct implementation,
-the EC2 extras, or moto itself.
+For each request: control routes are answered directly; any other request is counted, refused
+when it was signed more than 15 minutes away from the endpoint's clock (as AWS does), may be delayed
+or failed by the fault injector, and is then answered by the EBS direct implementation, the EC2
+extras, or moto itself.
 """
 
 import logging
@@ -14,6 +15,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iam.models import get_account_id_from
 from moto.moto_api import _internal as moto_api
 
+from .clock import ServerClock, skew_error
 from .control import CONTROL_PREFIX, ControlAPI
 from .ebs_direct import EbsDirect, EbsError
 from .ec2_extras import Ec2Extras
@@ -42,14 +44,16 @@ class FidelityMiddleware:
         self.faults = FaultInjector()
         self.ebs = EbsDirect(account_for)
         self.ec2 = Ec2Extras(account_for)
-        self.control = ControlAPI(counters=self.counters, faults=self.faults, ebs=self.ebs, reset=self.reset)
+        self.clock = ServerClock()
+        self.control = ControlAPI(counters=self.counters, faults=self.faults, ebs=self.ebs, clock=self.clock, reset=self.reset)
 
     def reset(self):
-        """Wipe everything: moto's backends, direct snapshots, counters, faults and the clock."""
+        """Wipe everything: moto's backends, direct snapshots, counters, faults and both clocks."""
         moto_api.moto_api_backend.reset()
         self.ebs.reset()
         self.counters.clear()
         self.faults.clear()
+        self.clock.clear()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -60,6 +64,11 @@ class FidelityMiddleware:
                 self.ebs.reset()
             return self.moto_app(environ, start_response)
         request = AwsRequest(environ)
+        now = self.clock.now()
+        skewed = skew_error(request, now)
+        if skewed is not None:
+            self.counters.record(request.counter_key, faulted=False)
+            return error_response(request.protocol, skewed)(start_response)
         decision = self.faults.decide(request.service, request.action)
         self.counters.record(request.counter_key, faulted=decision.kind is not None)
         if decision.delay:

@@ -13,6 +13,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from .client import LocalAWSControl
+from .clock import http_date
 from .middleware import FidelityMiddleware
 from .moto_speedups import index_moto_tag_lookups
 
@@ -20,10 +21,17 @@ DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "t
 
 
 class QuietRequestHandler(MotoRequestHandler):
-    """moto's request handler without werkzeug's one-line-per-request log."""
+    """moto's request handler without werkzeug's one-line-per-request log, dated by the endpoint's clock."""
 
     def log_request(self, code="-", size="-"):
         """Do not log served requests."""
+
+    def date_time_string(self, timestamp=None):
+        """The ``Date`` header tells the endpoint's time (moved by ``set_clock_skew``), as AWS tells its own."""
+        clock = getattr(getattr(self.server, "app", None), "clock", None)
+        if timestamp is None and clock is not None:
+            return http_date(clock.now())
+        return super().date_time_string(timestamp)
 
 
 class LocalAWS(LocalAWSControl):

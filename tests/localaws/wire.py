@@ -56,6 +56,7 @@ class AwsError:
     code: str
     message: str
     reason: str | None = None
+    details: tuple = ()  # extra ``(element, text)`` pairs of an S3 (rest-xml) error, e.g. ``ServerTime``
 
 
 class AwsRequest:
@@ -231,7 +232,11 @@ def error_response(protocol, error):
         )
         return Response(error.status, [("Content-Type", "text/xml")], body.encode())
     if protocol == "rest-xml":
-        body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>'
+        extra = "".join(f"<{name}>{escape(str(text))}</{name}>" for name, text in error.details)
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>{extra}'
+            f"<RequestId>{request_id}</RequestId></Error>"
+        )
         return Response(error.status, [("Content-Type", "application/xml")], body.encode())
     payload = {"__type": error.code, "Message": error.message} if protocol == "json" else {"Message": error.message}
     if error.reason:

@@ -58,6 +58,19 @@ def test_check_selection_refuses_empty_owners():
     core.check_selection(None, None, True, ["self", "123456789012"])
 
 
+@pytest.mark.parametrize("image_ids, filters, owners, message", [
+    (None, {"tag-key": []}, ("self",), r"filters\['tag-key'\] must be a value or a non-empty list of values"),
+    (None, {"name": "web", "tag:Team": None}, ("self",), r"filters\['tag:Team'\]"),
+    (None, {"name": [None]}, ("self",), r"filters\['name'\]"),
+    ([""], None, ("self",), "image_ids: '' is not an id"),
+    (["ami-1", "  "], None, ("self",), "image_ids: '  ' is not an id"),
+    (["ami-1"], None, ("self", ""), "owners: '' is not an id"),
+])
+def test_check_selection_refuses_what_would_widen_or_be_ignored(image_ids, filters, owners, message):
+    with pytest.raises(TemplateError, match=message):
+        core.check_selection(image_ids, filters, None, owners)
+
+
 @pytest.mark.parametrize("image_ids, filters, all_images", [
     (["ami-1"], None, None), (None, {"name": "web-*"}, None), (None, None, True), (["ami-1"], {"name": "x"}, None),
 ])
@@ -78,6 +91,8 @@ def test_check_options_defaults():
     ({"name_template": "{index:s}"}, "does not apply to integer 'index'"),
     ({"tags": {"Name": "x"}}, "tags: the Name tag is set from name_template"),
     ({"tags": {"blockwise:image-id": "x"}}, "tags: blockwise:image-id is set by the module"),
+    ({"tags": {"blockwise:protect": "yes"}}, "tags: blockwise:protect: keys starting with 'blockwise:' are the collection's control tags"),
+    ({"tags": {"team": "a", "Blockwise:Policy": "daily", "blockwise:lineage": "x"}}, "tags: Blockwise:Policy, blockwise:lineage: keys"),
     ({"tags": {"aws:x": "1"}}, "reserved prefix 'aws:'"),
     ({"tags": {"Env": "v" * 257}}, "tags.Env: value"),
     ({"tags": {"k%d" % i: "v" for i in range(49)}}, "tags: 49 tags; EC2 allows at most 48"),
@@ -303,6 +318,66 @@ def test_plan_is_deterministic_whatever_the_input_order():
     first = core.plan([old, new], snaps, options())
     second = core.plan([new, old], list(reversed(snaps)), options())
     assert first == second
+
+
+# ------------------------------------------------------------------------------ collection keys
+
+
+def test_image_tags_never_set_change_or_remove_collection_keys():
+    img = image("ami-1", "web", {"/dev/xvda": "snap-1", "/dev/sdb": "snap-2"},
+                tags={"blockwise:protect": "no", "blockwise:policy": "daily", "BlockWise:Lineage": "x", "team": "web", "aws:x": "1"})
+    snaps = [snapshot("snap-1", {"blockwise:protect": "yes", "blockwise:lineage": "mine", "stale": "1"}), snapshot("snap-2")]
+    items = by_id(core.plan([img], snaps, options(copy_image_tags=True, purge_tags=True))["items"])
+    assert items["snap-1"]["to_set"] == {"Name": "web(001)", "blockwise:image-id": "ami-1", "team": "web"}
+    assert items["snap-1"]["to_unset"] == {"stale": "1"}
+    assert items["snap-1"]["after"] == {
+        "Name": "web(001)", "blockwise:image-id": "ami-1", "team": "web", "blockwise:protect": "yes", "blockwise:lineage": "mine",
+    }
+    assert items["snap-2"]["after"] == {"Name": "web(002)", "blockwise:image-id": "ami-1", "team": "web"}
+
+
+# --------------------------------------------------------------------------- confirmation (drift)
+
+
+def planned_item(tags_before, **option_kwargs):
+    img = image("ami-1", "web", {"/dev/xvda": "snap-1"}, tags={"env": "prod"})
+    return core.plan([img], [snapshot("snap-1", tags_before)], options(**option_kwargs))
+
+
+def test_drift_is_what_contradicts_the_run_not_what_others_added():
+    the_plan = planned_item({"old": "1"}, copy_image_tags=True, purge_tags=True)
+    item = the_plan["items"][0]
+    right = {"Name": "web(001)", "blockwise:image-id": "ami-1", "env": "prod"}
+    assert core.drift(item, right) is None
+    assert core.drift(item, dict(right, other="added meanwhile")) is None
+    assert core.drift(item, dict(right, Name="x")) == "Name is 'x' (this run wants 'web(001)')"
+    assert core.drift(item, {"Name": "web(001)", "blockwise:image-id": "ami-1", "old": "1"}) == (
+        "env is missing (this run wants 'prod'); old is back (this run removed it)")
+
+
+def test_result_reports_what_was_read_back_after_the_writes():
+    img = image("ami-1", "web", {"/dev/xvda": "snap-1", "/dev/sdb": "snap-2", "/dev/sdc": "snap-3"})
+    right = {"Name": "web(002)", "blockwise:image-id": "ami-1"}
+    the_plan = core.plan([img], [snapshot("snap-1"), snapshot("snap-2", right), snapshot("snap-3", {"Name": "web(003)", "blockwise:image-id": "ami-1"})],
+                         options())
+    outcome = {"written": {"snap-1"}, "vanished": {}, "error": None, "unfinished": set(), "confirmed": {
+        "snap-1": {"Name": "web(001)", "blockwise:image-id": "ami-1", "cost": "7"},  # someone added a tag: fine
+        "snap-2": None,  # already right when read, deleted while the run wrote
+        "snap-3": {"Name": "hand-made", "blockwise:image-id": "ami-1"},  # already right when read, renamed meanwhile
+    }}
+    assert core.conflicts(the_plan, outcome) == {"snap-3": "Name is 'hand-made' (this run wants 'web(003)')"}
+    done = core.result(the_plan, outcome, with_diff=True)
+    entries = by_id(done["snapshots"])
+    assert set(entries) == {"snap-1", "snap-3"}
+    assert entries["snap-1"]["changed"] is True and "error" not in entries["snap-1"]
+    assert entries["snap-3"]["error"] == "tags changed by another writer during the run: Name is 'hand-made' (this run wants 'web(003)')"
+    assert [(s["snapshot_id"], s["reason"]) for s in done["skipped_snapshots"]] == [("snap-2", "vanished")]
+    assert "read again after the writes" in done["skipped_snapshots"][0]["msg"]
+    assert done["diff"]["after"] == {
+        "snap-1": {"Name": "web(001)", "blockwise:image-id": "ami-1", "cost": "7"},
+        "snap-3": {"Name": "hand-made", "blockwise:image-id": "ami-1"},
+    }
+    assert done["diff"]["before"]["snap-3"] == {"Name": "web(003)", "blockwise:image-id": "ami-1"}
 
 
 # ----------------------------------------------------------------------------------------- result

@@ -167,3 +167,57 @@ def test_snapshots_are_read_in_batches_of_200(count):
     reader = FakeReader(snapshots=[{"SnapshotId": "snap-%04d" % i} for i in range(count)])
     assert len(core.read_snapshots(reader, ["snap-%04d" % i for i in range(count)])) == count
     assert len(reader.calls) == -(-count // 200)
+
+
+# ------------------------------------------------------------------------------------- confirm
+
+
+class ReadBackEc2:
+    """DescribeSnapshots over ``tags``; ``stale`` answers the first ``lag`` reads of a snapshot with old tags."""
+
+    def __init__(self, tags, stale=None, lag=0):
+        self.tags = tags
+        self.stale = stale or {}
+        self.lag = lag
+        self.reads = []
+
+    def describe_snapshots(self, **kwargs):
+        assert kwargs.pop("aws_retry") is True and kwargs["OwnerIds"] == ["self"]
+        ids = [value for flt in kwargs["Filters"] if flt["Name"] == "snapshot-id" for value in flt["Values"]]
+        self.reads.append(ids)
+        answer = []
+        for sid in ids:
+            if sid not in self.tags:
+                continue
+            tags = self.stale[sid] if sid in self.stale and len(self.reads) <= self.lag else self.tags[sid]
+            answer.append({"SnapshotId": sid, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        return {"Snapshots": answer}
+
+
+def item(sid, wanted, to_unset=None):
+    return {"snapshot_id": sid, "wanted": wanted, "to_unset": to_unset or {}}
+
+
+def test_confirm_reads_every_item_once_when_all_hold():
+    ec2 = ReadBackEc2({"snap-1": {"Name": "a", "x": "1"}, "snap-2": {"Name": "b"}})
+    sleeps = []
+    found = core.confirm(ec2, [item("snap-1", {"Name": "a"}), item("snap-2", {"Name": "b"}), item("snap-3", {"Name": "c"})], sleep=sleeps.append)
+    assert found == {"snap-1": {"Name": "a", "x": "1"}, "snap-2": {"Name": "b"}, "snap-3": None}
+    assert ec2.reads == [["snap-1", "snap-2", "snap-3"]] and sleeps == []
+
+
+def test_confirm_waits_out_eventual_consistency_before_reporting_drift():
+    ec2 = ReadBackEc2({"snap-1": {"Name": "a"}, "snap-2": {"Name": "b"}}, stale={"snap-1": {"Name": "old"}}, lag=2)
+    sleeps = []
+    found = core.confirm(ec2, [item("snap-1", {"Name": "a"}), item("snap-2", {"Name": "b"})], sleep=sleeps.append, delays=(1, 2, 4))
+    assert found["snap-1"] == {"Name": "a"}
+    assert ec2.reads == [["snap-1", "snap-2"], ["snap-1"], ["snap-1"]]  # only the mismatch is read again
+    assert sleeps == [1, 2]
+
+
+def test_confirm_gives_up_after_the_waits_and_returns_what_it_read():
+    ec2 = ReadBackEc2({"snap-1": {"Name": "someone-else"}})
+    sleeps = []
+    found = core.confirm(ec2, [item("snap-1", {"Name": "a"})], sleep=sleeps.append, delays=(1, 2))
+    assert found == {"snap-1": {"Name": "someone-else"}}
+    assert sleeps == [1, 2] and len(ec2.reads) == 3

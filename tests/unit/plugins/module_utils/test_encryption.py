@@ -80,6 +80,29 @@ def test_check_key_region():
         core.check_key_region(KEY_ARN, ["eu-west-1", "us-east-1"])
 
 
+def test_check_key_region_of_the_aws_managed_alias_arn():
+    managed_alias_arn = "arn:aws:kms:eu-west-1:123456789012:alias/aws/ebs"
+    core.check_key_region(managed_alias_arn, ["eu-west-1"])
+    core.check_key_region("alias/aws/ebs", ["eu-west-1", "us-east-1"])
+    with pytest.raises(core.EncryptionInputError, match="cannot be the default key of us-east-1; use alias/aws/ebs instead"):
+        core.check_key_region(managed_alias_arn, ["eu-west-1", "us-east-1"])
+
+
+MANAGED_ARN = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.mark.parametrize("key_id, managed, reported", [
+    ("alias/aws/ebs", None, "alias/aws/ebs"),
+    ("arn:aws:kms:eu-west-1:123456789012:alias/aws/ebs", None, "alias/aws/ebs"),
+    (MANAGED_ARN, MANAGED_ARN, "alias/aws/ebs"),
+    (MANAGED_ARN, None, MANAGED_ARN),
+    (KEY_ARN, MANAGED_ARN, KEY_ARN),
+    (None, MANAGED_ARN, None),
+])
+def test_reported_key_id_names_the_aws_managed_key_one_way(key_id, managed, reported):
+    assert core.reported_key_id(key_id, managed) == reported
+
+
 @pytest.mark.parametrize("metadata, fragment", [
     ({"KeyState": "PendingDeletion"}, "is PendingDeletion, not Enabled"),
     ({"KeyState": "Disabled"}, "is Disabled"),
@@ -136,6 +159,40 @@ def test_plan_set_key_when_current_unresolvable():
 def test_plan_reset_only_when_not_already_aws_managed():
     assert core.plan_region(current(True, KEY_ARN, KEY_ARN), "enabled", want_aws_managed=True)["actions"] == [core.RESET_KEY]
     assert core.plan_region(current(True, "arn:aws:kms:us-east-1:123456789012:alias/aws/ebs"), "enabled", want_aws_managed=True)["actions"] == []
+
+
+def test_plan_reports_the_aws_managed_key_by_its_alias_before_and_after():
+    by_arn = {"encryption_by_default": True, "kms_key_id": MANAGED_ARN, "kms_key_arn": MANAGED_ARN, "aws_managed": True}
+    plan = core.plan_region(by_arn, "enabled", want_key_arn=KEY_ARN)
+    assert plan["before"]["kms_key_id"] == "alias/aws/ebs" and plan["after"]["kms_key_id"] == KEY_ARN
+    reset = core.plan_region(current(True, KEY_ARN, KEY_ARN), "enabled", want_aws_managed=True)
+    assert reset["before"]["kms_key_id"] == KEY_ARN and reset["after"]["kms_key_id"] == "alias/aws/ebs"
+    assert core.plan_region(by_arn, "enabled", want_aws_managed=True)["actions"] == []
+
+
+def test_plan_setting_the_key_it_already_has_changes_nothing():
+    plan = core.plan_region({"encryption_by_default": True, "kms_key_id": MANAGED_ARN, "kms_key_arn": MANAGED_ARN, "aws_managed": True},
+                            "enabled", want_key_arn=MANAGED_ARN)
+    assert plan["actions"] == []
+
+
+def test_build_diff_after_applying_shows_what_happened():
+    plans = {
+        "us-east-1": core.plan_region(current(False), "enabled", want_key_arn=KEY_ARN),
+        "eu-west-1": core.plan_region(current(False), "enabled"),
+        "eu-north-1": core.plan_region(current(True), "enabled"),
+    }
+    predicted = core.build_diff(plans)
+    assert predicted["after"]["us-east-1"] == {"encryption_by_default": True, "kms_key_id": KEY_ARN}
+    outcomes = {
+        "us-east-1": {"encryption_by_default": True, "kms_key_id": "alias/aws/ebs"},  # enabled, then set_kms_key failed
+        "eu-west-1": {"encryption_by_default": False, "kms_key_id": "alias/aws/ebs"},  # enable failed
+    }
+    done = core.build_diff(plans, outcomes)
+    assert done["before"] == predicted["before"]
+    assert done["after"] == outcomes
+    assert "eu-north-1" not in done["after"]
+    assert core.build_diff(plans, {})["after"]["us-east-1"] == plans["us-east-1"]["before"]  # nothing known: as before
 
 
 def test_build_diff_lists_only_changed_regions():
