@@ -45,7 +45,8 @@ options:
       keep_within:
         description:
           - Keep every snapshot younger than this duration, counted back from now (V(30 days), V(36h), V(2w)).
-          - Months and years are refused (their length varies); use days or weeks.
+          - Months and years are refused (their length varies); use days or weeks. At most 36500 days.
+          - An empty value is refused (leave the option out to turn the rule off).
         type: str
       minimum:
         description:

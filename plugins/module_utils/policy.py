@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Optional
 
-from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
+from ansible_collections.blockwise.ebs.plugins.module_utils import fleet, schedule
 from ansible_collections.blockwise.ebs.plugins.module_utils.templates import (
     TemplateError,
     check_tag_key,
@@ -184,6 +184,10 @@ def options_from_params(params):
     except TemplateError as exc:
         raise PolicyError(str(exc)) from exc
 
+    for option in ("volume_filters", "instance_filters"):
+        problem = fleet.filter_problem(params.get(option), option)
+        if problem:
+            raise PolicyError(problem)
     check_selection(params.get("volume_filters"), params.get("instance_filters"), params.get("volume_ids"), params.get("all_volumes"))
     crash = bool(params.get("crash_consistent"))
     if crash and not params.get("instance_filters"):
@@ -218,11 +222,6 @@ def options_from_params(params):
     for reserved, hint in ((POLICY_TAG, "it is set to the policy name"), ("Name", "use name_template")):
         if reserved in tags:
             raise PolicyError("tags: the key %r is reserved (%s)" % (reserved, hint))
-
-    for option in ("volume_filters", "instance_filters"):
-        value = params.get(option)
-        if value is not None and not isinstance(value, dict):
-            raise PolicyError("%s must be a dictionary of EC2 filters, got %r" % (option, value))
 
     concurrency = params.get("max_concurrency")
     if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Optional
 
-from ansible_collections.blockwise.ebs.plugins.module_utils.schedule import get_zone, parse_duration, require_aware, UTC
+from ansible_collections.blockwise.ebs.plugins.module_utils.schedule import check_duration_range, get_zone, parse_duration, require_aware, UTC
 
 PROTECT_TAG = "blockwise:protect"
 
@@ -149,6 +149,10 @@ class RetentionPolicy:
                 raise RetentionError("retention.keep_within must be a timedelta, got %r" % (self.keep_within,))
             if self.keep_within <= timedelta(0):
                 raise RetentionError("retention.keep_within must be positive, got %s" % self.keep_within)
+            try:
+                check_duration_range(self.keep_within)
+            except ValueError as exc:
+                raise RetentionError("retention.keep_within: %s" % exc) from exc
         if isinstance(self.minimum, bool) or not isinstance(self.minimum, int):
             raise RetentionError("retention.minimum must be an integer, got %r" % (self.minimum,))
         if self.minimum < 0:
@@ -176,7 +180,8 @@ class RetentionPolicy:
 
         ``keep_within`` is a duration string (``"30 days"``) or a ``timedelta``; counts are integers
         (digit strings are accepted). Unknown keys, missing rules, ``keep_* < 1``, ``minimum < 0``,
-        unknown time zones and unparsable durations raise ``RetentionError`` naming ``<prefix>.<option>``.
+        unknown time zones, unparsable, empty or out-of-range durations raise ``RetentionError`` naming
+        ``<prefix>.<option>``.
         """
         if options is None:
             options = {}
@@ -190,7 +195,12 @@ class RetentionPolicy:
             if options.get(name) is not None:
                 values[name] = _as_count(options[name], "%s.%s" % (prefix, name), 1)
         within = options.get("keep_within")
-        if within is not None and within != "":
+        if within is not None:
+            if isinstance(within, str) and not within.strip():
+                raise RetentionError(
+                    "%s.keep_within: an empty duration is refused (it would turn the rule off without a word);"
+                    " give a duration such as '30 days', or leave keep_within out" % prefix
+                )
             try:
                 values["keep_within"] = parse_duration(within)
             except ValueError as exc:

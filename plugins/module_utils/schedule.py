@@ -10,7 +10,9 @@ Durations
     ``"1d"``, ``"30m"``, ``"2w"``, ``"90 days"``, ``"1h30m"``, ``"1.5h"``, ``"01:30:00"``. A bare
     number (``3600`` or ``"7"``) is refused: it is too easy to mean days and get seconds, so a unit is
     required (``"3600s"``, ``"7d"``). Months and years are refused too (their length varies): use days
-    or weeks. Zero and negative durations are refused.
+    or weeks. Zero and negative durations are refused, and so are durations longer than
+    ``MAX_DURATION`` (36500 days, about 100 years): ``"99999999 weeks"`` would otherwise pass here and
+    end in "date value out of range" once the module subtracts it from the current time, after reading.
 
 Frequencies
     ``parse_frequency`` accepts a duration (an *interval*: due when the newest snapshot is older than
@@ -110,6 +112,14 @@ _CRON_LETTERS_ALLOWED = ("", "", "L", "", "L")
 _MAX_CRON_STEPS = 10000
 
 
+# The longest duration any option takes: far beyond any schedule or retention, far inside datetime's range.
+MAX_DURATION = timedelta(days=36500)
+
+
+class DurationRangeError(ValueError):
+    """A duration that parses but is out of range (longer than ``MAX_DURATION``)."""
+
+
 class MissingLibraryError(RuntimeError):
     """A Python library needed for this input is not installed on the node running the module."""
 
@@ -158,12 +168,13 @@ def parse_duration(text):
 
     Accepts a ``timedelta`` (returned as is when positive) or a string with units, e.g. ``"12 hours"``,
     ``"1d"``, ``"30m"``, ``"2w"``, ``"90 days"``, ``"1h30m"``. Bare numbers, months/years, zero,
-    negative or unparsable values raise ``ValueError`` naming the value.
+    negative or unparsable values raise ``ValueError`` naming the value; durations longer than
+    ``MAX_DURATION`` raise ``DurationRangeError`` (a ``ValueError``).
     """
     if isinstance(text, timedelta):
         if text <= timedelta(0):
             raise ValueError("duration %r must be positive" % (str(text),))
-        return text
+        return check_duration_range(text, str(text))
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError("cannot parse duration %r: expected a string such as '12 hours', '1d' or '30m'" % (text,))
     raw = str(text).strip()
@@ -180,10 +191,20 @@ def parse_duration(text):
         raise ValueError("cannot parse duration '%s': expected e.g. '12 hours', '1d', '30m', '2w' or '90 days'" % raw)
     if seconds <= 0:
         raise ValueError("duration '%s' must be positive" % raw)
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError as exc:
-        raise ValueError("duration '%s' is too large" % raw) from exc
+    if seconds > MAX_DURATION.total_seconds():
+        raise _too_long(raw)
+    return check_duration_range(timedelta(seconds=seconds), raw)
+
+
+def _too_long(raw):
+    return DurationRangeError("duration '%s' is too long: at most %d days (about 100 years)" % (raw, MAX_DURATION.days))
+
+
+def check_duration_range(value, raw=None):
+    """``value`` (a ``timedelta``) if it is at most ``MAX_DURATION``, else ``DurationRangeError`` naming ``raw``."""
+    if value > MAX_DURATION:
+        raise _too_long(raw if raw is not None else str(value))
+    return value
 
 
 @dataclass(frozen=True)
@@ -279,6 +300,8 @@ def parse_frequency(text, timezone="UTC"):
         return _parse_cron(raw, raw, timezone)
     try:
         interval = parse_duration(raw)
+    except DurationRangeError:
+        raise
     except ValueError as exc:
         raise ValueError(
             "frequency '%s' is neither a duration (e.g. '12 hours', '1d', '30m') nor a 5-field cron expression (e.g. '0 2 * * *'): %s"

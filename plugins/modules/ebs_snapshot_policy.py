@@ -38,12 +38,14 @@ options:
     description:
       - 'EC2 C(DescribeVolumes) filters (ANDed), for example C({"tag:backup": "yes"}) or C({"tag-key": "Daily_Gens"}).'
       - Adds the matching volumes to the selection.
+      - 'A filter without a value (C({"tag-key": []}), C(null)) is refused: EC2 would ignore it and select every volume.'
     type: dict
   instance_filters:
     description:
       - 'EC2 C(DescribeInstances) filters (ANDed), for example C({"tag:Environment": "prod"}).'
       - Adds every volume attached to a matching instance in state pending, running, stopping or stopped.
       - Required with O(crash_consistent=true).
+      - A filter without a value is refused, as for O(volume_filters).
     type: dict
   volume_ids:
     description:
@@ -67,7 +69,8 @@ options:
     description:
       - How often each volume is snapshotted.
       - A duration (an interval) such as V(12 hours), V(1d), V(30m), V(2w) or V(1h30m); a volume is due when its newest
-        policy snapshot is older than that. A unit is required; months and years are refused (their length varies).
+        policy snapshot is older than that. A unit is required; months and years are refused (their length varies), and
+        so is anything longer than 36500 days.
       - Or a 5-field cron expression (C(minute hour day-of-month month day-of-week)) such as V(0 2 * * *), or a macro
         (V(@hourly), V(@daily), V(@weekly), V(@monthly), V(@yearly)), evaluated in O(timezone); a volume is due when it
         has no policy snapshot since the last time the expression fired.
@@ -89,7 +92,8 @@ options:
       - "Interval: a volume is due when its newest snapshot is at least O(frequency) minus O(grace) old. Cron: a run up
         to O(grace) before a fire time takes that fire time's snapshot."
       - Default 5 minutes, or a tenth of the time between two scheduled points when that is shorter (3 minutes for
-        V(30m)). Keep it well below the time between two runs of the job. Must be shorter than an interval O(frequency).
+        V(30m)). Keep it well below the time between two runs of the job. Must be shorter than an interval O(frequency),
+        and at most 36500 days.
     type: str
   crash_consistent:
     description:

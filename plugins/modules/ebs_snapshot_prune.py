@@ -22,9 +22,11 @@ description:
   - "The region is read once: the snapshots in scope (server-side filtered), the account's images, and, with
     O(retention_tag), the snapshots' volumes, each in one paginated pass. Deletions run with bounded concurrency
     (O(max_concurrency)); throttling and server errors are retried with jittered backoff."
-  - "Each deletion is reported: a snapshot that is already gone counts as deleted (status C(already-gone)); any other
-    error (for example C(InvalidSnapshot.InUse) when an AMI was registered in the meantime) is listed under RV(errors)
-    and, unless O(fail_on_deletion_error=false), fails the task after every other deletion was attempted."
+  - "Each deletion is reported: a snapshot that was already gone (C(InvalidSnapshot.NotFound)) is listed under
+    RV(already_gone), not RV(deleted), and changes nothing (a run whose deletions were all already gone reports
+    C(changed=false)); any other error (for example C(InvalidSnapshot.InUse) when an AMI was registered in the meantime)
+    is listed under RV(errors) and, unless O(fail_on_deletion_error=false), fails the task after every other deletion
+    was attempted."
   - In check mode nothing is deleted and the result is the whole plan (an audit); with C(--diff), each affected
     volume's snapshot ids before and after. A second run deletes nothing.
 author:
@@ -41,6 +43,7 @@ options:
       - 'EC2 C(DescribeSnapshots) filters (ANDed) that define the scope, for example C({"tag:Daily_Gens": "*"}) or
         C({"description": "Created by ebs_snapper*"}) to adopt snapshots made by another tool.'
       - Only the account's own snapshots are ever read (C(OwnerIds=self)); owner filters are refused.
+      - 'A filter without a value (C({"tag-key": []}), C(null)) is refused: EC2 would ignore it and widen the scope.'
     type: dict
   max_deletions:
     description:
@@ -52,7 +55,7 @@ options:
     default: 50
   max_concurrency:
     description:
-      - How many deletions are in flight at once (between 1 and 64).
+      - How many deletions are in flight at once (between 1 and 64; V(0) is refused).
     type: int
     default: 4
   fail_on_deletion_error:
@@ -122,7 +125,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether any snapshot was (or, in check mode, would be) deleted.
+  description: Whether any snapshot was (or, in check mode, would be) deleted by this run. Snapshots that were already gone do
+    not count.
   returned: always
   type: bool
 deleted:
@@ -150,8 +154,15 @@ deleted:
       elements: str
       sample: [no rule keeps it]
     status:
-      description: V(deleted), V(already-gone) (it vanished before the request), or V(planned) in check mode.
+      description: V(deleted), or V(planned) in check mode.
       type: str
+already_gone:
+  description:
+    - The snapshots the plan deleted but that were already gone when the request was made (C(InvalidSnapshot.NotFound)),
+      with C(status=already-gone). This run did not delete them; they do not make the task changed.
+  returned: always
+  type: list
+  elements: dict
 kept:
   description: The snapshots kept by the rules, with every rule that keeps each (C(keep_last), C(keep_daily), C(keep_within), C(minimum), ...).
   returned: always

@@ -111,6 +111,13 @@ def test_options_numeric_tag_values_become_strings():
     ({"max_concurrency": 0}, "max_concurrency must be between 1 and 64, got 0"),
     ({"max_concurrency": 65}, "max_concurrency must be between 1 and 64, got 65"),
     ({"wait_timeout": 0}, "wait_timeout must be at least 1 second"),
+    ({"frequency": "99999999 weeks"}, "frequency: duration '99999999 weeks' is too long"),
+    ({"grace": "99999999 weeks"}, "grace: duration '99999999 weeks' is too long"),
+    ({"frequency": "0 2 * * *", "grace": "99999999 weeks"}, "grace: duration '99999999 weeks' is too long"),
+    ({"volume_filters": {"tag-key": []}}, "volume_filters['tag-key'] must be a value or a non-empty list of values, got []"),
+    ({"volume_filters": None, "instance_filters": {"tag:Role": []}}, "instance_filters['tag:Role'] must be a value"),
+    ({"volume_filters": {"tag:backup": "yes", "tag-key": [None]}}, "volume_filters['tag-key']"),
+    ({"volume_filters": "tag:backup=yes"}, "volume_filters must be a dictionary of EC2 filters"),
 ])
 def test_options_errors_name_the_option(overrides, message):
     with pytest.raises(PolicyError) as caught:

@@ -66,7 +66,10 @@ def test_parse_duration(text, expected):
         ("1y", "months and years vary in length"),
         ("2 months", "months and years vary in length"),
         ("1 year", "months and years vary in length"),
-        ("99999999999999999w", "duration '99999999999999999w' is too large"),
+        ("99999999999999999w", "duration '99999999999999999w' is too long: at most 36500 days"),
+        ("99999999 weeks", "duration '99999999 weeks' is too long: at most 36500 days"),
+        ("36500d 1s", "duration '36500d 1s' is too long"),
+        (timedelta(days=36501), "is too long"),
         (None, "cannot parse duration None"),
         (True, "cannot parse duration True"),
         (timedelta(0), "must be positive"),
@@ -77,6 +80,19 @@ def test_parse_duration_errors(value, message):
     with pytest.raises(ValueError) as info:
         parse_duration(value)
     assert message in str(info.value)
+
+
+def test_longest_duration_is_accepted_and_stays_in_datetime_range():
+    assert parse_duration("36500d") == schedule.MAX_DURATION
+    assert parse_duration(schedule.MAX_DURATION) == schedule.MAX_DURATION
+    freq = parse_frequency("36500 days")
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert is_due(freq, now, now - timedelta(days=1), grace=schedule.MAX_DURATION - timedelta(days=1)).due is False
+
+
+def test_out_of_range_frequency_is_named_as_such_not_as_an_unknown_form():
+    with pytest.raises(schedule.DurationRangeError, match="duration '99999999 weeks' is too long"):
+        parse_frequency("99999999 weeks")
 
 
 def test_durations_need_pytimeparse(monkeypatch):

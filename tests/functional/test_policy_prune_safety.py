@@ -1,0 +1,163 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Regression tests of issue 10 for ebs_snapshot_policy and ebs_snapshot_prune, through ansible-playbook.
+
+Each test names the item it pins. They run against the local endpoint over real HTTP; snapshots are
+back-dated through its control API.
+"""
+from datetime import datetime, timedelta, timezone
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
+
+from tests.localaws.blockdata import block, write_snapshot
+
+POLICY = "blockwise.ebs.ebs_snapshot_policy"
+PRUNE = "blockwise.ebs.ebs_snapshot_prune"
+POLICY_TAG = "blockwise:policy"
+LINEAGE_TAG = "blockwise:lineage"
+AZ = "us-east-1a"
+
+
+def policy_task(title="policy", **params):
+    params.setdefault("name", "daily")
+    return {"name": title, POLICY: params, "register": "out", "ignore_errors": True}
+
+
+def prune_task(title="prune", **params):
+    return {"name": title, PRUNE: params, "register": "out", "ignore_errors": True}
+
+
+def now():
+    return datetime.now(timezone.utc)
+
+
+def backend():
+    return ec2_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+
+
+def volume(ec2, tags=None):
+    spec = [{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}] if tags else []
+    return ec2.create_volume(Size=1, AvailabilityZone=AZ, TagSpecifications=spec)["VolumeId"]
+
+
+def snapshot(aws, ec2, volume_id, age, policy="daily", tags=None):
+    all_tags = dict(tags or {})
+    if policy:
+        all_tags[POLICY_TAG] = policy
+    spec = [{"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()]}] if all_tags else []
+    snapshot_id = ec2.create_snapshot(VolumeId=volume_id, TagSpecifications=spec)["SnapshotId"]
+    aws.backdate_snapshot(snapshot_id, now() - age)
+    return snapshot_id
+
+
+def existing(ec2, policy=None):
+    filters = [{"Name": "tag:" + POLICY_TAG, "Values": [policy]}] if policy else []
+    return {item["SnapshotId"]: item for item in ec2.describe_snapshots(OwnerIds=["self"], Filters=filters)["Snapshots"]}
+
+
+def expect_refused(run, cases):
+    for index, (params, fragment) in enumerate(cases):
+        res = run.result("bad %d" % index)
+        assert res.get("failed") is True, (params, res)
+        assert fragment in res["msg"], (params, res["msg"])
+        assert "Module failed" not in res["msg"] and not res.get("module_stderr"), (params, res)  # no traceback
+
+
+# ------------------------------------------------------------------- item 10: durations out of range
+
+
+POLICY_RANGE = [
+    ({"frequency": "99999999 weeks", "all_volumes": True}, "frequency: duration '99999999 weeks' is too long"),
+    ({"frequency": "1d", "grace": "99999999 weeks", "all_volumes": True}, "grace: duration '99999999 weeks' is too long"),
+    ({"frequency": "0 2 * * *", "grace": "99999999 weeks", "all_volumes": True}, "grace: duration '99999999 weeks' is too long"),
+    ({"frequency": "36501d", "all_volumes": True}, "frequency: duration '36501d' is too long"),
+]
+PRUNE_RANGE = [
+    ({"policy": "daily", "retention": {"keep_within": "99999999 weeks"}}, "retention.keep_within: duration '99999999 weeks' is too long"),
+    ({"policy": "daily", "retention": {"keep_within": "36501 days"}}, "retention.keep_within: duration '36501 days' is too long"),
+]
+
+
+def test_item10_durations_out_of_range_fail_before_any_call(aws, playbook):
+    ec2 = aws.client("ec2")
+    vol = volume(ec2, {"backup": "yes"})
+    snapshot(aws, ec2, vol, timedelta(days=3))
+    aws.reset_counters()
+    run = playbook([policy_task("bad %d" % i, **p) for i, (p, dummy) in enumerate(POLICY_RANGE)])
+    expect_refused(run, POLICY_RANGE)
+    run = playbook([prune_task("bad %d" % i, **p) for i, (p, dummy) in enumerate(PRUNE_RANGE)])
+    expect_refused(run, PRUNE_RANGE)
+    assert aws.counters() == {}  # refused before any call, reads included
+
+
+def test_item10_longest_durations_still_work(aws, playbook):
+    ec2 = aws.client("ec2")
+    vol = volume(ec2, {"backup": "yes"})
+    old = snapshot(aws, ec2, vol, timedelta(days=3))
+    run = playbook([policy_task(volume_filters={"tag:backup": "yes"}, frequency="36500d", grace="1d"),
+                    prune_task(policy="daily", retention={"keep_within": "36500 days"})])
+    assert run.rc == 0, run
+    assert run.result("policy")["changed"] is False
+    assert run.result("prune")["changed"] is False and [item["snapshot_id"] for item in run.result("prune")["kept"]] == [old]
+
+
+# ------------------------------------------------------------------- item 12: refused silently-changed input
+
+
+PRUNE_REFUSED = [
+    ({"policy": "daily", "retention": {"keep_last": 3}, "max_concurrency": 0}, "max_concurrency must be between 1 and 64, got 0"),
+    ({"policy": "daily", "retention": {"keep_last": 3, "keep_within": ""}}, "retention.keep_within"),
+    ({"policy": "daily", "retention": {"keep_within": " "}}, "retention.keep_within"),
+    ({"retention": {"keep_last": 1}, "filters": {"tag-key": []}}, "filters['tag-key'] must be a value or a non-empty list"),
+    ({"policy": "daily", "retention": {"keep_last": 1}, "filters": {"tag:team": [None]}}, "filters['tag:team']"),
+]
+POLICY_REFUSED = [
+    ({"frequency": "1d", "volume_filters": {"tag-key": []}}, "volume_filters['tag-key'] must be a value or a non-empty list"),
+    ({"frequency": "1d", "instance_filters": {"tag:Role": []}}, "instance_filters['tag:Role'] must be a value or a non-empty list"),
+    ({"frequency": "1d", "volume_filters": {"tag:backup": "yes", "tag-key": [None]}}, "volume_filters['tag-key']"),
+]
+
+
+def test_item12_widening_or_silently_changed_options_are_refused_before_any_call(aws, playbook):
+    ec2 = aws.client("ec2")
+    vol = volume(ec2, {"backup": "yes"})
+    before = {snapshot(aws, ec2, vol, timedelta(days=day)) for day in range(1, 4)}
+    before.add(snapshot(aws, ec2, vol, timedelta(days=5), policy=None, tags={"other-tool": "x"}))
+    aws.reset_counters()
+    run = playbook([prune_task("bad %d" % i, **p) for i, (p, dummy) in enumerate(PRUNE_REFUSED)])
+    expect_refused(run, PRUNE_REFUSED)
+    run = playbook([policy_task("bad %d" % i, **p) for i, (p, dummy) in enumerate(POLICY_REFUSED)])
+    expect_refused(run, POLICY_REFUSED)
+    assert aws.counters() == {}
+    assert set(existing(ec2)) == before
+
+
+def test_item12_deletions_that_were_already_gone_change_nothing(aws, playbook):
+    ec2 = aws.client("ec2")
+    vol = volume(ec2)
+    snaps = [snapshot(aws, ec2, vol, timedelta(days=day)) for day in range(1, 5)]
+    # Another actor deleted the two oldest between this run's read and its deletions.
+    aws.inject_error("DeleteSnapshot", status=400, code="InvalidSnapshot.NotFound",
+                     message="The snapshot '%s' does not exist." % snaps[2], count=2)
+    run = playbook([prune_task(policy="daily", retention={"keep_last": 2})], diff=True)
+    res = run.result("prune")
+    assert run.rc == 0, run
+    assert res["changed"] is False
+    assert res["deleted"] == []
+    assert sorted(item["snapshot_id"] for item in res["already_gone"]) == sorted(snaps[2:])
+    assert {item["status"] for item in res["already_gone"]} == {"already-gone"}
+    assert res["summary"]["deleted"] == 0 and res["summary"]["already_gone"] == 2
+    assert res["diff"] == {"before": {}, "after": {}}
+
+    # One really deleted and one already gone: changed, and each reported as what happened.
+    more = [snapshot(aws, ec2, vol, timedelta(days=day)) for day in (10, 11)]
+    aws.inject_error("DeleteSnapshot", status=400, code="InvalidSnapshot.NotFound", message="gone", count=1)
+    run = playbook([prune_task(policy="daily", retention={"keep_last": 2}, max_concurrency=1)])
+    res = run.result("prune")
+    assert run.rc == 0, run
+    assert res["changed"] is True
+    assert len(res["deleted"]) + len(res["already_gone"]) == 4
+    assert len(res["already_gone"]) == 1 and {item["status"] for item in res["deleted"]} == {"deleted"}
+    assert res["summary"]["deleted"] == len(res["deleted"])
+    assert not {item["snapshot_id"] for item in res["deleted"]} & set(existing(ec2))
+    assert set(more) <= {item["snapshot_id"] for item in res["deleted"] + res["already_gone"]}
