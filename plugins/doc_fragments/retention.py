@@ -24,6 +24,7 @@ options:
       keep_hourly:
         description:
           - For the N most recent hours that have snapshots, keep the newest snapshot of each hour. At least 1.
+          - The hour that repeats when summer time ends counts as two hours (it is two real hours).
         type: int
       keep_daily:
         description:

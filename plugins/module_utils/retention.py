@@ -23,7 +23,10 @@ Semantics
         - ``keep_hourly``/``keep_daily``/``keep_weekly``/``keep_monthly``/``keep_yearly`` N: calendar
           buckets (hour, day, ISO week, month, year) of the start time in ``policy.timezone``; walking
           newest first, the first N distinct buckets each keep their newest candidate. Buckets with no
-          snapshot are skipped, not counted (restic semantics);
+          snapshot are skipped, not counted (restic semantics). Daylight saving time: an hour bucket is a
+          local hour *and* its UTC offset, so the hour that repeats when summer time ends is two buckets
+          (two real hours), and a day, week, month or year is a local calendar one, however many hours
+          it has (a 23- or 25-hour day is one day);
         - ``keep_within`` D: every candidate with ``start_time >= now - D``;
         - ``minimum`` N: the N newest candidates, whatever the other rules say (reason ``minimum``).
       Any other candidate is deleted with the reason ``no rule keeps it``.
@@ -77,7 +80,9 @@ class RetentionError(ValueError):
 
 
 def _hour_key(local):
-    return (local.year, local.month, local.day, local.hour)
+    # The UTC offset tells the two passes of a repeated hour apart (02:30 CEST and 02:30 CET at the end of
+    # summer time are an hour apart): each (local hour, offset) is one contiguous stretch of at most an hour.
+    return (local.year, local.month, local.day, local.hour, local.utcoffset())
 
 
 def _day_key(local):

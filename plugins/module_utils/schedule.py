@@ -24,11 +24,18 @@ Frequencies
     refused. When both day-of-month and day-of-week are restricted, either matching fires (classic cron).
 
 Daylight saving time (cron only), the classic cron behaviour:
-    * a fire time that falls in a skipped hour (spring forward) fires at the first instant after the
-      jump (``30 2 * * *`` in Europe/Berlin fires at 03:00 CEST on the last Sunday of March);
+    * expressions with a fixed minute and hour (neither field starting with ``*``): a fire time that
+      falls in a skipped hour (spring forward) fires at the first instant after the jump (``30 2 * * *``
+      in Europe/Berlin fires at 03:00 CEST on the last Sunday of March); expressions whose minute or hour
+      field starts with ``*`` follow the wall clock, so their fire times in the skipped hour do not
+      happen (``0 */2 * * *`` fires at 00:00 CET and then 04:00 CEST);
     * in a repeated hour (fall back), expressions with a fixed minute and hour (neither field starting
       with ``*``) fire once, at the first occurrence; expressions whose minute or hour field starts with
-      ``*`` (``0 * * * *``, ``*/15 * * * *``, ``0 */2 * * *``) follow the wall clock and fire in both.
+      ``*`` (``0 * * * *``, ``*/15 * * * *``, ``0 */2 * * *``) follow the wall clock and fire in both
+      (also for the 30-minute changes of Australia/Lord_Howe).
+
+    croniter only walks naive wall-clock times here; this module maps them to instants with the rules
+    above (``_instants``), so the behaviour does not depend on croniter's own time zone handling.
 
 Grace (jobs that start a little early)
     A scheduler that runs a playbook "every 12 hours" does not start it at exactly the same second each
@@ -108,8 +115,10 @@ _CRON_RANGE_RE = re.compile(r"(?<![0-9])([0-9]+)-([0-9]+)")
 # Letters left in a field once month/day names are removed: only ``L`` (last) where croniter knows it.
 _CRON_LETTERS_ALLOWED = ("", "", "L", "", "L")
 
-# Safety bound when skipping repeated wall-clock fire times; one DST overlap never needs more.
+# Safety bound of the wall-clock walk of one cron step.
 _MAX_CRON_STEPS = 10000
+# More than any clock change moves local time (daylight saving time moves it by 30 minutes to 2 hours).
+_CLOCK_CHANGE_MARGIN = timedelta(hours=3)
 
 
 # The longest duration any option takes: far beyond any schedule or retention, far inside datetime's range.
@@ -310,25 +319,57 @@ def parse_frequency(text, timezone="UTC"):
     return Frequency(text=raw, interval=interval, timezone=timezone)
 
 
-def _is_second_occurrence(value):
-    """True when the local wall time of ``value`` is repeated (fall back) and ``value`` is its second instant."""
-    wall = value.replace(tzinfo=None)
-    first = wall.replace(tzinfo=value.tzinfo, fold=0).utcoffset()
-    second = wall.replace(tzinfo=value.tzinfo, fold=1).utcoffset()
-    return first > second and value.utcoffset() == second
+def _gap_end(zone, wall):
+    """The first instant after the forward jump that skips the (nonexistent) local wall time ``wall``."""
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)  # the offset after the jump: an instant before it
+    high = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # the offset before the jump: an instant after it
+    before = low.astimezone(zone).utcoffset()
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).utcoffset() == before:
+            low = middle
+        else:
+            high = middle
+    return high.replace(microsecond=0)
+
+
+def _instants(freq, zone, wall):
+    """The instants (aware UTC) at which the matching local wall time ``wall`` (naive) fires.
+
+    One for an ordinary wall time; in a repeated hour both passes, or only the first for a fixed-time
+    expression; in a skipped hour none, or the first instant after the jump for a fixed-time expression.
+    """
+    first = wall.replace(tzinfo=zone, fold=0)
+    second = wall.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return [first.astimezone(UTC)]
+    if first.utcoffset() > second.utcoffset():  # repeated: fold=0 is the first pass
+        return [first.astimezone(UTC)] if freq.fixed_time else [first.astimezone(UTC), second.astimezone(UTC)]
+    return [_gap_end(zone, wall)] if freq.fixed_time else []
 
 
 def _cron_step(freq, start, backwards):
+    """The first fire instant strictly after ``start`` (or the last one at or before it, ``backwards``).
+
+    croniter walks *naive* local wall times (no daylight saving time rules of its own); ``_instants`` turns
+    each into instants. A clock change reorders instants against wall times by at most its size, so the
+    walk starts ``_CLOCK_CHANGE_MARGIN`` on the far side of ``start`` and stops that far past the best find.
+    """
     if not HAS_CRONITER:
         raise MissingLibraryError("croniter", "evaluate cron expressions such as %r" % freq.text)
     zone = get_zone(freq.timezone)
-    iterator = _croniter(freq.cron, start.astimezone(zone))
-    fixed = freq.fixed_time
+    wall_start = start.astimezone(zone).replace(tzinfo=None)
+    # Backwards: start after ``start`` (croniter's get_prev is strictly before its start); forwards: before it.
+    iterator = _croniter(freq.cron, wall_start + (_CLOCK_CHANGE_MARGIN if backwards else -_CLOCK_CHANGE_MARGIN))
+    best = None
     for dummy in range(_MAX_CRON_STEPS):
-        candidate = iterator.get_prev(datetime) if backwards else iterator.get_next(datetime)
-        if fixed and _is_second_occurrence(candidate):
-            continue
-        return candidate.astimezone(UTC)
+        wall = iterator.get_prev(datetime) if backwards else iterator.get_next(datetime)
+        if best is not None and (wall < best[1] - _CLOCK_CHANGE_MARGIN if backwards else wall > best[1] + _CLOCK_CHANGE_MARGIN):
+            return best[0]
+        for instant in _instants(freq, zone, wall):
+            if (instant <= start if backwards else instant > start) and (
+                    best is None or (instant > best[0] if backwards else instant < best[0])):
+                best = (instant, wall)
     raise ValueError("cron expression '%s' has no usable fire time near %s" % (freq.text, start.isoformat()))  # pragma: no cover
 
 
@@ -340,9 +381,7 @@ def last_scheduled_point(freq, now):
     now = require_aware(now, "now").astimezone(UTC)
     if freq.interval is not None:
         return now - freq.interval
-    # croniter's get_prev is strictly before its start; fire times fall on whole minutes, so starting
-    # one second after ``now`` (truncated) makes a fire time exactly at ``now`` count.
-    return _cron_step(freq, now.replace(microsecond=0) + timedelta(seconds=1), backwards=True)
+    return _cron_step(freq, now, backwards=True)
 
 
 def next_scheduled_point(freq, after):

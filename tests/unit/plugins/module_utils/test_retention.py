@@ -23,6 +23,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.retention import (
     to_result,
     volume_policies,
 )
+from ansible_collections.blockwise.ebs.plugins.module_utils.schedule import get_zone
 
 UTC = timezone.utc
 
@@ -166,13 +167,78 @@ def test_timezone_23_30_utc_daily_series_shifts_by_one_day():
     assert by_action(decide(pair, RetentionPolicy(keep_daily=5, timezone="America/Los_Angeles"), now))[KEEP] == {"late", "early"}
 
 
-def test_repeated_hour_at_dst_end_is_one_hourly_bucket():
-    # Europe/Berlin, 2024-10-27: 00:30 UTC = 02:30 CEST and 01:30 UTC = 02:30 CET -> same local hour.
+def test_repeated_hour_at_dst_end_is_two_hourly_buckets():
+    # Europe/Berlin, 2024-10-27: 00:30 UTC = 02:30 CEST and 01:30 UTC = 02:30 CET: two different hours.
     snaps = [snap("cest", at(2024, 10, 27, 0, 30)), snap("cet", at(2024, 10, 27, 1, 30)), snap("three", at(2024, 10, 27, 2, 30))]
     now = at(2024, 10, 27, 3)
     berlin = by_action(decide(snaps, RetentionPolicy(keep_hourly=24, timezone="Europe/Berlin"), now))
-    assert berlin[KEEP] == {"three", "cet"} and berlin[DELETE] == {"cest"}
+    assert berlin[KEEP] == {"three", "cet", "cest"} and berlin[DELETE] == set()
+    assert by_action(decide(snaps, RetentionPolicy(keep_hourly=2, timezone="Europe/Berlin"), now))[KEEP] == {"three", "cet"}
     assert by_action(decide(snaps, RetentionPolicy(keep_hourly=24), now))[KEEP] == {"three", "cet", "cest"}
+
+
+def test_each_half_of_the_repeated_hour_keeps_its_newest():
+    # Four snapshots in the repeated 02:xx hour: 02:10 and 02:50 CEST, then 02:10 and 02:50 CET.
+    snaps = [snap("cest-10", at(2024, 10, 27, 0, 10)), snap("cest-50", at(2024, 10, 27, 0, 50)),
+             snap("cet-10", at(2024, 10, 27, 1, 10)), snap("cet-50", at(2024, 10, 27, 1, 50))]
+    decisions = decide(snaps, RetentionPolicy(keep_hourly=5, timezone="Europe/Berlin"), at(2024, 10, 27, 2))
+    assert by_action(decisions)[KEEP] == {"cest-50", "cet-50"}
+    assert by_action(decisions)[DELETE] == {"cest-10", "cet-10"}
+
+
+def test_hourly_snapshots_through_the_autumn_night_keep_one_per_real_hour():
+    # Every 20 minutes from 22:00 UTC on 26 October to 04:00 UTC: 6 real hours, 18 snapshots.
+    first = at(2024, 10, 26, 22)
+    snaps = [snap("s%02d" % i, first + timedelta(minutes=20 * i)) for i in range(18)]
+    kept = by_action(decide(snaps, RetentionPolicy(keep_hourly=100, timezone="Europe/Berlin"), at(2024, 10, 27, 5)))[KEEP]
+    assert kept == {"s%02d" % i for i in (2, 5, 8, 11, 14, 17)}  # the :40 of each real hour
+    kept = by_action(decide(snaps, RetentionPolicy(keep_hourly=3, timezone="Europe/Berlin"), at(2024, 10, 27, 5)))[KEEP]
+    assert kept == {"s11", "s14", "s17"}
+
+
+def test_spring_gap_hours_stay_distinct():
+    # Europe/Berlin, 2024-03-31: 01:59 CET (00:59 UTC) is followed by 03:00 CEST (01:00 UTC); 02:xx never happens.
+    snaps = [snap("one", at(2024, 3, 31, 0, 30)), snap("one-late", at(2024, 3, 31, 0, 59)),
+             snap("three", at(2024, 3, 31, 1, 0)), snap("three-late", at(2024, 3, 31, 1, 59))]
+    decisions = decide(snaps, RetentionPolicy(keep_hourly=10, timezone="Europe/Berlin"), at(2024, 3, 31, 3))
+    assert by_action(decisions)[KEEP] == {"one-late", "three-late"}
+
+
+def test_half_hour_dst_shift_lord_howe():
+    # Australia/Lord_Howe, 2024-04-07: 02:00 +11:00 falls back to 01:30 +10:30; 01:30-02:00 happens twice.
+    zone = get_zone("Australia/Lord_Howe")
+    first = at(2024, 4, 6, 14, 45)  # 01:45 +11:00, first pass
+    second = at(2024, 4, 6, 15, 15)  # 01:45 +10:30, 30 minutes later
+    assert first.astimezone(zone).replace(tzinfo=None) == second.astimezone(zone).replace(tzinfo=None) == datetime(2024, 4, 7, 1, 45)
+    snaps = [snap("first", first), snap("second", second)]
+    kept = by_action(decide(snaps, RetentionPolicy(keep_hourly=5, timezone="Australia/Lord_Howe"), second + timedelta(hours=1)))[KEEP]
+    assert kept == {"first", "second"}
+
+
+def test_a_25_hour_day_is_one_daily_bucket_and_a_23_hour_day_too():
+    zone = "Europe/Berlin"
+    # 27 October 2024 (25 hours): 00:10 CEST (26 Oct 22:10 UTC) and 23:50 CET (27 Oct 22:50 UTC) are one day.
+    autumn = [snap("start", at(2024, 10, 26, 22, 10)), snap("end", at(2024, 10, 27, 22, 50)), snap("before", at(2024, 10, 26, 21, 50))]
+    kept = by_action(decide(autumn, RetentionPolicy(keep_daily=5, timezone=zone), at(2024, 10, 28)))[KEEP]
+    assert kept == {"end", "before"}
+    # 31 March 2024 (23 hours): 00:10 CET (30 Mar 23:10 UTC) and 23:50 CEST (31 Mar 21:50 UTC) are one day.
+    spring = [snap("start", at(2024, 3, 30, 23, 10)), snap("end", at(2024, 3, 31, 21, 50)), snap("after", at(2024, 3, 31, 22, 10))]
+    kept = by_action(decide(spring, RetentionPolicy(keep_daily=5, timezone=zone), at(2024, 4, 2)))[KEEP]
+    assert kept == {"end", "after"}
+
+
+def test_week_month_and_year_edges_follow_local_summer_time():
+    zone = "Europe/Berlin"
+    # 31 March 2024 21:59 UTC = 23:59 CEST on Sunday 31 March; 22:01 UTC = 00:01 CEST on Monday 1 April.
+    snaps = [snap("march", at(2024, 3, 31, 21, 59)), snap("april", at(2024, 3, 31, 22, 1))]
+    now = at(2024, 4, 2)
+    for rule in ("keep_weekly", "keep_monthly"):
+        assert by_action(decide(snaps, RetentionPolicy(timezone=zone, **{rule: 5}), now))[KEEP] == {"march", "april"}, rule
+    assert by_action(decide(snaps, RetentionPolicy(keep_weekly=5), now))[KEEP] == {"april"}  # one UTC week
+    # New Year in Auckland is in summer time (+13:00): 31 Dec 10:59 UTC is 23:59, 11:01 UTC is 00:01 on 1 January.
+    years = [snap("old", at(2023, 12, 31, 10, 59)), snap("new", at(2023, 12, 31, 11, 1))]
+    kept = by_action(decide(years, RetentionPolicy(keep_yearly=5, timezone="Pacific/Auckland"), at(2024, 1, 2)))[KEEP]
+    assert kept == {"old", "new"}
 
 
 # --- keep_last, keep_within, minimum, ties -----------------------------------------------------
