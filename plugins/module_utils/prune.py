@@ -19,7 +19,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.templates import Tem
 DEFAULT_MAX_DELETIONS = 50
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 64
-DIRECT_API_VOLUME = "vol-ffffffff"
+DIRECT_API_VOLUME = retention.PLACEHOLDER_VOLUME_ID
 
 # Outcomes of one deletion.
 DELETED = "deleted"
@@ -122,8 +122,10 @@ def options_from_params(params):
 
 
 def volume_ids_of(snapshot_items):
-    """The real volume ids the snapshots were taken from (EBS direct API snapshots have none)."""
-    return sorted({item.get("VolumeId") for item in snapshot_items if item.get("VolumeId") and item.get("VolumeId") != DIRECT_API_VOLUME})
+    """The real volumes whose snapshots are grouped by volume (not the placeholder of the EBS direct APIs,
+    not lineage-tagged snapshots, not copies without lineage): the volumes a ``retention_tag`` is read from."""
+    groups = {retention.group_of(retention.Snapshot.from_api(item)) for item in snapshot_items}
+    return sorted(group for group in groups if group and not group.startswith(retention.LINEAGE_GROUP_PREFIX))
 
 
 @dataclass
@@ -249,15 +251,15 @@ def build_result(the_plan, outcomes=None, check_mode=False, blocked=False):
 
 
 def build_diff(the_plan, gone_ids):
-    """Per volume that loses snapshots: its snapshot ids (newest first) before and after."""
+    """Per retention group that loses snapshots: its snapshot ids (newest first) before and after."""
     before, after = {}, {}
-    touched = {decision.volume_id for decision in the_plan.decisions if decision.snapshot_id in gone_ids}
+    touched = {decision.group for decision in the_plan.decisions if decision.snapshot_id in gone_ids}
     for decision in the_plan.decisions:
-        if decision.volume_id not in touched:
+        if decision.group not in touched:
             continue
-        before.setdefault(decision.volume_id, []).append(decision.snapshot_id)
+        before.setdefault(decision.group, []).append(decision.snapshot_id)
         if decision.snapshot_id not in gone_ids:
-            after.setdefault(decision.volume_id, []).append(decision.snapshot_id)
+            after.setdefault(decision.group, []).append(decision.snapshot_id)
         else:
-            after.setdefault(decision.volume_id, [])
+            after.setdefault(decision.group, [])
     return {"before": before, "after": after}

@@ -11,8 +11,13 @@ short_description: Delete the EBS snapshots that a retention policy no longer ke
 version_added: 0.1.0
 description:
   - Reads the snapshots in scope (made by an M(blockwise.ebs.ebs_snapshot_policy) policy, or matched by EC2 filters to
-    adopt snapshots made by older tools), groups them per volume, and decides for each one whether it is kept, deleted
+    adopt snapshots made by older tools), groups them per disk, and decides for each one whether it is kept, deleted
     or protected, with the reasons (C(keep_daily), C(minimum), C(ami:ami-...), ...).
+  - "Grouping: a snapshot with a C(blockwise:lineage) tag (written by M(blockwise.ebs.ebs_block_put) and by copies)
+    belongs to the group C(lineage:<value>), never to a volume's group; any other snapshot belongs to its source
+    volume. Snapshots made through the EBS direct APIs all carry the placeholder volume id C(vol-ffffffff), and a
+    copy's volume id is arbitrary: such a snapshot without a lineage is held (protected as C(no-lineage)), never
+    grouped with others and never deleted, because which disk it belongs to is unknown."
   - "Never deleted, whatever the rules: snapshots backing an AMI of the account (including disabled and deprecated
     ones), snapshots that are not C(completed) (pending, error), snapshots tagged with O(protect_tag), snapshots of
     another account, and snapshots outside the scope. These are checked before deleting, from the data read, not
@@ -28,7 +33,7 @@ description:
     is listed under RV(errors) and, unless O(fail_on_deletion_error=false), fails the task after every other deletion
     was attempted."
   - In check mode nothing is deleted and the result is the whole plan (an audit); with C(--diff), each affected
-    volume's snapshot ids before and after. A second run deletes nothing.
+    group's (volume's or lineage's) snapshot ids before and after. A second run deletes nothing.
 author:
   - blockwise.ebs maintainers (@blockwise)
 options:
@@ -141,9 +146,16 @@ deleted:
       type: str
       sample: snap-0123456789abcdef0
     volume_id:
-      description: The volume it was taken from.
+      description: The volume it was taken from (V(vol-ffffffff) for snapshots made through the EBS direct APIs).
       type: str
       sample: vol-0123456789abcdef0
+    group:
+      description:
+        - The retention group the rules counted it in - its volume id, or V(lineage:<value>) for a snapshot with a
+          C(blockwise:lineage) tag. The items of RV(kept), RV(protected), RV(already_gone), RV(errors) and RV(blocked)
+          have it too.
+      type: str
+      sample: lineage:db-image
     start_time:
       description: Its start time (ISO 8601, UTC).
       type: str
@@ -173,7 +185,7 @@ kept:
 protected:
   description:
     - The snapshots that are never deleted, with why (C(pending), C(ami:<image id>), C(protect-tag), C(owner:<account>),
-      C(out-of-scope), C(retention-tag-invalid)).
+      C(out-of-scope), C(retention-tag-invalid), C(no-lineage)).
   returned: always
   type: list
   elements: dict
@@ -193,8 +205,9 @@ blocked:
   elements: dict
 volumes:
   description:
-    - Per volume, how many snapshots are kept, deleted and protected; C(keep_last) when O(retention_tag) set it, C(held)
-      with the message when the tag value was invalid.
+    - Per retention group (a volume id, or V(lineage:<value>)), how many snapshots are kept, deleted and protected;
+      C(keep_last) when O(retention_tag) set it, C(held) with the message when the tag value was invalid. Held
+      snapshots without a lineage are counted under their placeholder volume id V(vol-ffffffff).
   returned: always
   type: dict
   sample: {"vol-0123456789abcdef0": {"keep": 7, "delete": 2, "protect": 1, "keep_last": 7}}

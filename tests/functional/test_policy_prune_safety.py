@@ -161,3 +161,51 @@ def test_item12_deletions_that_were_already_gone_change_nothing(aws, playbook):
     assert res["summary"]["deleted"] == len(res["deleted"])
     assert not {item["snapshot_id"] for item in res["deleted"]} & set(existing(ec2))
     assert set(more) <= {item["snapshot_id"] for item in res["deleted"] + res["already_gone"]}
+
+
+# ------------------------------------------------------------------- item 21: retention groups by lineage
+
+
+def uploaded(aws, ebs, lineage, age, fill, policy="images"):
+    """A snapshot made through the EBS direct APIs (VolumeId vol-ffffffff), as ebs_block_put makes them."""
+    tags = [{"Key": POLICY_TAG, "Value": policy}]
+    if lineage is not None:
+        tags.append({"Key": LINEAGE_TAG, "Value": lineage})
+    snapshot_id = write_snapshot(ebs, {0: block(fill)}, Tags=tags)
+    aws.backdate_snapshot(snapshot_id, now() - age)
+    return snapshot_id
+
+
+def test_item21_uploads_of_different_disks_are_never_merged_and_unlabelled_ones_are_held(aws, playbook):
+    ec2, ebs = aws.client("ec2"), aws.client("ebs")
+    disks = {}
+    for index, disk in enumerate(("disk-a", "disk-b", "disk-c")):
+        disks[disk] = [uploaded(aws, ebs, disk, timedelta(days=day, hours=index), fill=10 * index + day) for day in range(3)]
+    unlabelled = [uploaded(aws, ebs, None, timedelta(days=day, hours=5), fill=100 + day) for day in range(4)]
+    # A real volume's snapshots with the same policy are grouped by their volume, never with the uploads.
+    vol = volume(ec2)
+    real = [snapshot(aws, ec2, vol, timedelta(days=day, hours=7), policy="images") for day in range(4)]
+    assert {item["VolumeId"] for sid, item in existing(ec2).items() if sid in unlabelled + disks["disk-a"]} == {"vol-ffffffff"}
+
+    run = playbook([prune_task(policy="images", retention={"keep_daily": 3})], diff=True)
+    res = run.result("prune")
+    assert run.rc == 0, run
+    assert [item["snapshot_id"] for item in res["deleted"]] == [real[3]]  # only the real volume's 4th day
+    kept = {item["snapshot_id"]: item for item in res["kept"]}
+    assert set(kept) == set(sum(disks.values(), [])) | set(real[:3])
+    for disk, ids in disks.items():
+        assert {kept[sid]["group"] for sid in ids} == {"lineage:" + disk}
+        assert {kept[sid]["volume_id"] for sid in ids} == {"vol-ffffffff"}
+    protected = {item["snapshot_id"]: item for item in res["protected"]}
+    assert set(protected) == set(unlabelled)
+    assert {tuple(item["reasons"]) for item in protected.values()} == {("no-lineage",)}
+    assert set(res["volumes"]) == {"lineage:disk-a", "lineage:disk-b", "lineage:disk-c", vol, "vol-ffffffff"}
+    assert res["volumes"]["vol-ffffffff"] == {"keep": 0, "delete": 0, "protect": 4}
+    assert res["volumes"]["lineage:disk-b"] == {"keep": 3, "delete": 0, "protect": 0}
+    assert set(existing(ec2)) == set(sum(disks.values(), [])) | set(unlabelled) | set(real[:3])
+
+    # Even keep_last: 1 keeps one per disk, and still never touches the unlabelled uploads.
+    run = playbook([prune_task(policy="images", retention={"keep_last": 1})])
+    res = run.result("prune")
+    assert run.rc == 0, run
+    assert set(existing(ec2)) == {ids[0] for ids in disks.values()} | set(unlabelled) | {real[0]}

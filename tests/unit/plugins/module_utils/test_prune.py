@@ -170,7 +170,7 @@ def test_build_result_with_outcomes_and_diff():
     assert ids(result["deleted"]) == ["vol-1-4", "vol-1-5", "vol-1-6", "vol-2-3", "vol-2-4", "vol-2-5"]
     assert {i["status"] for i in result["deleted"]} == {"deleted"}
     assert ids(result["already_gone"]) == ["vol-1-3"] and result["already_gone"][0]["status"] == "already-gone"
-    assert result["errors"] == [{"snapshot_id": "vol-2-6", "volume_id": "vol-2", "start_time": (NOW - timedelta(days=6)).isoformat(),
+    assert result["errors"] == [{"snapshot_id": "vol-2-6", "volume_id": "vol-2", "group": "vol-2", "start_time": (NOW - timedelta(days=6)).isoformat(),
                                  "reasons": ["no rule keeps it"], "status": "failed", "error": "InvalidSnapshot.InUse: in use by ami-1"}]
     assert result["summary"] == {"snapshots": 12, "volumes": 2, "deleted": 6, "kept": 4, "protected": 0, "errors": 1,
                                  "already_gone": 1, "planned_deletions": 8}

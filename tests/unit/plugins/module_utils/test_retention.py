@@ -15,6 +15,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.retention import (
     RetentionPolicy,
     Snapshot,
     decide,
+    group_of,
     keep_reasons,
     parse_retention_tag,
     protections,
@@ -491,11 +492,64 @@ def test_to_result_and_summarize():
     assert to_result(decision) == {
         "snapshot_id": "snap-1",
         "volume_id": "vol-1",
+        "group": "vol-1",
         "start_time": "2024-01-01T02:00:00+00:00",
         "reasons": ["keep_daily", "minimum"],
     }
     assert summarize([decision, Decision(decision.snapshot, PROTECT, ("pending",))]) == {"vol-1": {"keep": 1, "delete": 0, "protect": 1}}
     assert summarize([]) == {}
+    upload = Decision(Snapshot("snap-2", "vol-ffffffff", datetime(2024, 1, 1, tzinfo=UTC), tags={"blockwise:lineage": "db"}), KEEP,
+                      ("keep_last",), "lineage:db")
+    assert to_result(upload)["group"] == "lineage:db" and to_result(upload)["volume_id"] == "vol-ffffffff"
+    assert summarize([upload]) == {"lineage:db": {"keep": 1, "delete": 0, "protect": 0}}
+
+
+# --- grouping by lineage -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("volume_id, tags, group", [
+    ("vol-0123", {}, "vol-0123"),
+    ("vol-0123", {"blockwise:policy": "daily"}, "vol-0123"),
+    ("vol-ffffffff", {"blockwise:lineage": "disk-a"}, "lineage:disk-a"),
+    ("vol-0123", {"blockwise:lineage": "disk-a"}, "lineage:disk-a"),  # the tag wins: a copy may keep a volume id
+    ("vol-0123", {"blockwise:lineage": "vol-0123"}, "lineage:vol-0123"),  # never merged with the real volume's group
+    ("vol-ffffffff", {}, None),
+    ("", {}, None),
+    ("vol-ffffffff", {"blockwise:lineage": ""}, None),
+    ("vol-ffffffff", {"blockwise:lineage": "  "}, None),
+    ("vol-0abc", {"blockwise:source-snapshot": "snap-1"}, None),  # a copy's VolumeId is arbitrary
+    ("vol-0abc", {"blockwise:source-snapshot": "snap-1", "blockwise:lineage": "vol-0123"}, "lineage:vol-0123"),
+])
+def test_group_of(volume_id, tags, group):
+    assert group_of(Snapshot("snap-1", volume_id, at(2024, 1, 1), tags=tags)) == group
+
+
+def test_uploads_of_three_disks_are_three_groups_and_unlabelled_uploads_are_held():
+    now = at(2024, 5, 4)
+    snaps = []
+    for disk in ("a", "b", "c"):
+        for day in (1, 2, 3):
+            snaps.append(snap("%s%d" % (disk, day), at(2024, 5, day, 2), "vol-ffffffff", tags={"blockwise:lineage": disk}))
+    snaps += [snap("x%d" % day, at(2024, 5, day, 3), "vol-ffffffff") for day in (1, 2, 3)]
+    decisions = decide(snaps, RetentionPolicy(keep_daily=3), now)
+    assert by_action(decisions)[DELETE] == set()
+    assert by_action(decisions)[PROTECT] == {"x1", "x2", "x3"}
+    assert {d.reasons for d in decisions if d.action == PROTECT} == {("no-lineage",)}
+    assert {d.snapshot_id: d.group for d in decisions if d.action == KEEP}["b2"] == "lineage:b"
+    # keep_last: 1 keeps the newest of each disk; the held ones never count nor go.
+    assert by_action(decide(snaps, RetentionPolicy(keep_last=1), now))[KEEP] == {"a3", "b3", "c3"}
+    # Held snapshots are never candidates, even where every rule would drop them.
+    assert all(d.action == PROTECT for d in decide(snaps[-3:], RetentionPolicy(keep_last=1), now))
+
+
+def test_lineage_groups_never_take_a_volumes_per_volume_policy():
+    snaps = [snap("real-%d" % day, at(2024, 5, day), "vol-1") for day in (1, 2, 3)]
+    snaps += [snap("copy-%d" % day, at(2024, 5, day), "vol-1", tags={"blockwise:lineage": "vol-1"}) for day in (1, 2, 3)]
+    decisions = decide(snaps, RetentionPolicy(keep_last=1), at(2024, 5, 4), policy_by_volume={"vol-1": RetentionPolicy(keep_last=3)},
+                       held_volumes={})
+    assert by_action(decisions)[KEEP] == {"real-1", "real-2", "real-3", "copy-3"}
+    held = decide(snaps, RetentionPolicy(keep_last=1), at(2024, 5, 4), held_volumes={"vol-1": "bad tag"})
+    assert by_action(held)[PROTECT] == {"real-1", "real-2", "real-3"} and by_action(held)[KEEP] == {"copy-3"}
 
 
 def test_snapshot_from_api():
