@@ -14,11 +14,14 @@ Selection
     an instance named in ``exclude`` and, with ``exclude_boot_volume``, each instance's root volume.
 
 Due
-    A volume is due when this policy has no ``completed`` or ``pending`` snapshot of it (snapshots in
-    state ``error`` do not count) newer than the last scheduled point, with a ``grace`` for runs that
-    start a little early (``schedule.is_due``). A pending snapshot, however old, counts as in flight:
-    the volume is not due until it completes, so a snapshot that takes longer than the frequency is
-    never stacked up by the next runs.
+    A volume is due when this policy has no ``completed`` or ``pending`` snapshot of it newer than the
+    last scheduled point, with a ``grace`` for runs that start a little early (``schedule.is_due``).
+    "Not due" is an "already done" answer, so it only ever rests on a snapshot read in this run that
+    exists and counts (``counts_for_volume``): in state ``completed`` or ``pending`` (not ``error``, not
+    ``recoverable`` = deleted into the Recycle Bin, not ``recovering``), and taken *of* the volume (a copy
+    or a lineage-tagged snapshot does not count: its start time is the copy's). A pending snapshot,
+    however old, counts as in flight: the volume is not due until it completes, so a snapshot that takes
+    longer than the frequency is never stacked up by the next runs.
 
 What is created
     One ``CreateSnapshot`` per due volume; with ``crash_consistent``, one ``CreateSnapshots`` per
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Optional
 
-from ansible_collections.blockwise.ebs.plugins.module_utils import fleet, schedule
+from ansible_collections.blockwise.ebs.plugins.module_utils import fleet, retention, schedule
 from ansible_collections.blockwise.ebs.plugins.module_utils.templates import (
     TemplateError,
     check_tag_key,
@@ -71,6 +74,10 @@ MAX_CONCURRENCY = 64
 VOLUME = "volume"
 INSTANCE = "instance"
 ERROR_STATE = "error"
+PENDING_STATE = "pending"
+# The states in which a snapshot makes its volume not due: done, or in flight. Not error, nor recoverable
+# (deleted, in the Recycle Bin), nor recovering (being restored from it), nor any state EC2 may add.
+COUNTING_STATES = ("completed", PENDING_STATE)
 LIVE_ATTACHMENT_STATES = ("attaching", "attached")
 
 _ZERO_RE = re.compile(r"^0+(\.0*)?\s*[A-Za-z]*$")
@@ -281,16 +288,33 @@ def _start_time(snapshot):
     return schedule.require_aware(start, "StartTime of %s" % snapshot.get("SnapshotId"))
 
 
+def counts_for_volume(snap, policy_name):
+    """The real volume a DescribeSnapshots item stands for as this policy's snapshot, or ``None``.
+
+    It must carry the policy's tag, be ``completed`` or ``pending`` (in flight; ``error``, ``recoverable``
+    = deleted into the Recycle Bin and ``recovering`` do not count) and be a snapshot *of* that volume:
+    a copy or a lineage-tagged snapshot (``retention.group_of``) does not count, because its start time
+    is when the copy began, not when the data was taken.
+    """
+    if (snap.get("tags") or {}).get(POLICY_TAG) != policy_name or snap.get("State") not in COUNTING_STATES:
+        return None
+    item = {"SnapshotId": snap["SnapshotId"], "VolumeId": snap.get("VolumeId"), "StartTime": _start_time(snap),
+            "Tags": snap.get("tags") or {}}
+    group = retention.group_of(retention.Snapshot.from_api(item))
+    return group if group == snap.get("VolumeId") else None
+
+
 def latest_snapshots(snapshots, policy_name):
-    """volume_id -> the newest snapshot of this policy that is not in state ``error`` (pending counts)."""
+    """volume_id -> the newest snapshot of this policy that counts (``counts_for_volume``; pending counts)."""
     latest = {}
     for snap in snapshots:
-        if (snap.get("tags") or {}).get(POLICY_TAG) != policy_name or snap.get("State") == ERROR_STATE:
+        volume_id = counts_for_volume(snap, policy_name)
+        if volume_id is None:
             continue
         key = (_start_time(snap), snap["SnapshotId"])
-        current = latest.get(snap.get("VolumeId"))
+        current = latest.get(volume_id)
         if current is None or key > current[0]:
-            latest[snap.get("VolumeId")] = (key, snap)
+            latest[volume_id] = (key, snap)
     return {volume_id: item[1] for volume_id, item in latest.items()}
 
 
@@ -389,8 +413,9 @@ def pending_volumes(snapshots, policy_name):
     """volume_id -> the ids of this policy's pending snapshots of it (in flight)."""
     pending = {}
     for snap in snapshots:
-        if (snap.get("tags") or {}).get(POLICY_TAG) == policy_name and snap.get("State") == "pending":
-            pending.setdefault(snap.get("VolumeId"), []).append(snap["SnapshotId"])
+        volume_id = counts_for_volume(snap, policy_name)
+        if volume_id is not None and snap.get("State") == PENDING_STATE:
+            pending.setdefault(volume_id, []).append(snap["SnapshotId"])
     return {volume_id: sorted(ids) for volume_id, ids in pending.items()}
 
 

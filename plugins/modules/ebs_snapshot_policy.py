@@ -17,8 +17,11 @@ description:
     of each volume and how M(blockwise.ebs.ebs_snapshot_prune) finds what to prune.
   - "A volume is due when the policy has no completed or pending snapshot of it newer than the last scheduled point.
     A pending snapshot of the policy counts as in flight, however old: the volume is not due until it completes, so a
-    large snapshot that takes longer than O(frequency) is never duplicated by the next runs. Snapshots in state
-    C(error) do not count."
+    large snapshot that takes longer than O(frequency) is never duplicated by the next runs."
+  - "Not due is only ever answered from a snapshot read in the same run that exists and counts: state C(completed) or
+    C(pending), and taken of that volume. Snapshots in state C(error), C(recoverable) (deleted, in the Recycle Bin) or
+    C(recovering) do not count, nor do copies and snapshots with a C(blockwise:lineage) tag (their start time is when
+    the copy began, not when the data was taken)."
   - "The region is read once per run: the selected volumes, their instances and this policy's snapshots, each in one
     paginated pass with server-side filters (never one call per volume). Snapshots are then created with bounded
     concurrency (O(max_concurrency)); throttling and server errors are retried with jittered backoff."
@@ -273,7 +276,7 @@ not_due:
       description: The instance the volume is attached to, or null.
       type: str
     latest_snapshot_id:
-      description: The newest completed or pending snapshot of the policy.
+      description: The newest completed or pending snapshot the policy took of the volume (read in this run).
       type: str
     latest_start_time:
       description: Its start time (ISO 8601, UTC).

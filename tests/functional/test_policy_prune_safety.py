@@ -209,3 +209,59 @@ def test_item21_uploads_of_different_disks_are_never_merged_and_unlabelled_ones_
     res = run.result("prune")
     assert run.rc == 0, run
     assert set(existing(ec2)) == {ids[0] for ids in disks.values()} | set(unlabelled) | {real[0]}
+
+
+# ------------------------------------------------------------------- item 3: "not due" is confirmed against AWS
+
+
+def test_item3_not_due_only_for_a_snapshot_that_exists_and_counts(aws, playbook):
+    ec2 = aws.client("ec2")
+    binned = volume(ec2, {"backup": "yes", "Name": "binned"})
+    failed = volume(ec2, {"backup": "yes", "Name": "failed"})
+    recovering = volume(ec2, {"backup": "yes", "Name": "recovering"})
+    fine = volume(ec2, {"backup": "yes", "Name": "fine"})
+    for vol in (binned, failed, recovering, fine):
+        snapshot(aws, ec2, vol, timedelta(days=3))
+    # The newest policy snapshot of each: deleted into the Recycle Bin ("recoverable"), failed, being restored
+    # from the Recycle Bin, and completed (the one that really makes its volume not due).
+    states = {binned: "recoverable", failed: "error", recovering: "recovering"}
+    newest = {vol: snapshot(aws, ec2, vol, timedelta(hours=1)) for vol in (binned, failed, recovering, fine)}
+    for vol, state in states.items():
+        backend().snapshots[newest[vol]].status = state
+    run = playbook([policy_task(volume_filters={"tag:backup": "yes"}, frequency="1d")])
+    res = run.result("policy")
+    assert run.rc == 0, run
+    assert sorted(item["volume_id"] for item in res["created"]) == sorted([binned, failed, recovering])
+    [not_due] = res["not_due"]
+    assert not_due["volume_id"] == fine and not_due["latest_snapshot_id"] == newest[fine] and not_due["latest_state"] == "completed"
+
+
+def test_item3_a_snapshot_deleted_between_runs_makes_the_volume_due_again(aws, playbook):
+    ec2 = aws.client("ec2")
+    vol = volume(ec2, {"backup": "yes"})
+    first = playbook([policy_task(volume_filters={"tag:backup": "yes"}, frequency="1d")]).result("policy")
+    [made] = first["created"]
+    again = playbook([policy_task(volume_filters={"tag:backup": "yes"}, frequency="1d")]).result("policy")
+    assert again["changed"] is False and again["not_due"][0]["latest_snapshot_id"] == made["snapshot_id"]
+    ec2.delete_snapshot(SnapshotId=made["snapshot_id"])
+    third = playbook([policy_task(volume_filters={"tag:backup": "yes"}, frequency="1d")]).result("policy")
+    assert third["changed"] is True and [item["volume_id"] for item in third["created"]] == [vol]
+    assert third["created"][0]["snapshot_id"] != made["snapshot_id"] and third["not_due"] == []
+
+
+def test_item3_a_copy_never_stands_for_a_fresh_snapshot_of_its_volume(aws, playbook):
+    ec2 = aws.client("ec2")
+    vol = volume(ec2, {"backup": "yes"})
+    old = snapshot(aws, ec2, vol, timedelta(days=3))
+    # A copy made now of the 3-day-old snapshot, tagged as copies are (it keeps the policy tag so that
+    # retention can prune it). Its StartTime is the copy's, not the data's.
+    copy_tags = {POLICY_TAG: "daily", "blockwise:source-snapshot": old, "blockwise:source-region": "us-east-1",
+                 LINEAGE_TAG: vol}
+    copy = ec2.copy_snapshot(SourceSnapshotId=old, SourceRegion="us-east-1",
+                             TagSpecifications=[{"ResourceType": "snapshot",
+                                                 "Tags": [{"Key": k, "Value": v} for k, v in copy_tags.items()]}])["SnapshotId"]
+    assert POLICY_TAG in {tag["Key"] for tag in existing(ec2)[copy].get("Tags", [])}
+    run = playbook([policy_task(volume_filters={"tag:backup": "yes"}, frequency="1d")])
+    res = run.result("policy")
+    assert run.rc == 0, run
+    assert [item["volume_id"] for item in res["created"]] == [vol]

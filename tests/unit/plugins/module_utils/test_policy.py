@@ -163,6 +163,29 @@ def test_plan_due_not_due_in_flight_and_error_snapshots():
     assert the_plan.changed
 
 
+def test_not_due_only_rests_on_a_snapshot_of_the_volume_that_counts():
+    volumes = [vol("vol-%d" % i) for i in range(1, 8)]
+    copy_tags = {POLICY_TAG: "daily", "blockwise:source-snapshot": "snap-src", "blockwise:lineage": "vol-5"}
+    snapshots = [
+        snap("snap-1", "vol-1", timedelta(hours=1), state="recoverable"),  # deleted, in the Recycle Bin
+        snap("snap-2", "vol-2", timedelta(hours=1), state="recovering"),  # being restored from it
+        snap("snap-3", "vol-3", timedelta(hours=1), state="some-new-state"),  # unknown states never count
+        dict(snap("snap-4", "vol-4", timedelta(hours=1)), tags={POLICY_TAG: "daily", "blockwise:lineage": "disk-4"}),
+        dict(snap("snap-5", "vol-5", timedelta(hours=1)), tags=copy_tags),  # a copy (moto keeps the source's volume id)
+        snap("snap-6", "vol-6", timedelta(hours=1)),  # counts
+        snap("snap-7", "vol-7", timedelta(hours=1), state="pending"),  # in flight: counts
+    ]
+    the_plan = policy.plan(options(), volumes, [], snapshots, NOW)
+    assert created_volumes(the_plan) == ["vol-1", "vol-2", "vol-3", "vol-4", "vol-5"]
+    assert {item["volume_id"]: item["latest_snapshot_id"] for item in the_plan.not_due} == {"vol-6": "snap-6", "vol-7": "snap-7"}
+    assert policy.pending_volumes(snapshots, "daily") == {"vol-7": ["snap-7"]}
+    # The diff's "before" shows only a snapshot that counts.
+    assert "vol-1" not in the_plan.latest and the_plan.latest["vol-6"]["SnapshotId"] == "snap-6"
+    assert policy.counts_for_volume(snapshots[5], "daily") == "vol-6"
+    assert policy.counts_for_volume(snapshots[5], "weekly") is None
+    assert policy.counts_for_volume(snap("snap-x", "vol-ffffffff", timedelta(hours=1)), "daily") is None
+
+
 def test_plan_grace_and_second_run_creates_nothing():
     volumes = [vol("vol-1"), vol("vol-2")]
     snapshots = [snap("snap-1", "vol-1", timedelta(hours=23, minutes=57)), snap("snap-2", "vol-2", timedelta(hours=23, minutes=50))]
