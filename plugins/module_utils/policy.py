@@ -23,6 +23,13 @@ Due
     however old, counts as in flight: the volume is not due until it completes, so a snapshot that takes
     longer than the frequency is never stacked up by the next runs.
 
+Runs that overlap
+    Two runs of the same policy at the same time (two schedulers, a job started by hand during the
+    scheduled one) may both find a volume due. After creating, each run reads the policy's snapshots of
+    those volumes again and removes its own new snapshot when an older one of the same due period exists
+    (``rival_of``): the oldest snapshot of a period stays, so at most one per volume and due period is
+    left, whatever the timing, and the run reports its removed snapshot under ``superseded``.
+
 What is created
     One ``CreateSnapshot`` per due volume; with ``crash_consistent``, one ``CreateSnapshots`` per
     instance matched by ``instance_filters`` with at least one due volume, covering all its selected
@@ -483,6 +490,56 @@ def _set_action(options, instance_id, instance, members, attached, time_vars):
     }
 
 
+def _due_status(options, views, snapshots, now):
+    """Per selected volume: ``{volume_id: (due, next_due, in_flight, since)}``; sets ``view.latest``.
+
+    ``since`` (due volumes only) is the due threshold of this run: a snapshot of the volume started at or
+    after it would have made the volume not due (``now + grace - interval``, or the cron point minus the
+    grace). Another run's snapshot of the same period starts after it (see ``rival_of``).
+    """
+    latest = latest_snapshots(snapshots, options.name)
+    pending = pending_volumes(snapshots, options.name)
+    grace = options.grace_at(now)
+    status = {}
+    for view in views:
+        view.latest = latest.get(view.volume_id)
+        start = _start_time(view.latest) if view.latest else None
+        due, next_due = schedule.is_due(options.frequency, now, start, grace)
+        in_flight = view.volume_id in pending
+        if in_flight and due:
+            due, next_due = False, now
+        since = None
+        if due:
+            since = next_due - grace if options.frequency.interval is None else now + grace - options.frequency.interval
+        status[view.volume_id] = (due, next_due, in_flight, since)
+    return status
+
+
+def _set_actions(options, views, volumes, instances_by_id, status, time_vars, selected_instance_ids):
+    """With ``crash_consistent``: one set action per selected instance with a due member; and the member ids."""
+    members_by_instance = {}
+    for view in views:
+        if view.instance_id in selected_instance_ids:
+            members_by_instance.setdefault(view.instance_id, []).append(view)
+    attached_by_instance = {}
+    for volume in volumes:
+        instance_id, device = attachment_of(volume)
+        if instance_id in members_by_instance:
+            attached_by_instance.setdefault(instance_id, {})[volume["VolumeId"]] = VolumeView(
+                volume, instances_by_id.get(instance_id), instance_id, device, None)
+    actions, in_sets = [], set()
+    for instance_id in sorted(members_by_instance):
+        members = members_by_instance[instance_id]
+        in_sets.update(view.volume_id for view in members)
+        since = {view.volume_id: _iso(status[view.volume_id][3]) for view in members if status[view.volume_id][0]}
+        if since:
+            attached = sorted(attached_by_instance[instance_id].values(), key=lambda v: v.volume_id)
+            action = _set_action(options, instance_id, instances_by_id.get(instance_id), members, attached, time_vars)
+            action["since"] = since
+            actions.append(action)
+    return actions, in_sets
+
+
 def plan(options, volumes, instances, snapshots, now, selected_instance_ids=()):
     """Decide what to create.
 
@@ -492,59 +549,31 @@ def plan(options, volumes, instances, snapshots, now, selected_instance_ids=()):
     datetime. ``selected_instance_ids``: the instances matched by ``instance_filters`` (their tags are
     copied; with ``crash_consistent`` they get one multi-volume set each).
 
+    Each action carries ``since``: its due volumes -> their due threshold (ISO 8601, see ``_due_status``).
     Returns a ``Plan``; raises ``PolicyError`` when a rendered name, description or tag set is invalid.
     """
     now = schedule.require_aware(now, "now").astimezone(schedule.UTC)
     selected_instance_ids = set(selected_instance_ids or ())
     views, excluded, instances_by_id = _select(options, volumes, instances)
-    latest = latest_snapshots(snapshots, options.name)
-    pending = pending_volumes(snapshots, options.name)
-    grace = options.grace_at(now)
     time_vars = time_variables(now)
+    status = _due_status(options, views, snapshots, now)
 
-    due_views, not_due = [], []
-    due_by_volume = {}
-    for view in views:
-        view.latest = latest.get(view.volume_id)
-        start = _start_time(view.latest) if view.latest else None
-        due, next_due = schedule.is_due(options.frequency, now, start, grace)
-        in_flight = view.volume_id in pending
-        if in_flight and due:
-            due, next_due = False, now
-        due_by_volume[view.volume_id] = due
-        if due:
-            due_views.append(view)
-        else:
-            not_due.append((view, next_due, in_flight))
-
-    actions = []
-    in_sets = set()
+    actions, in_sets = [], set()
     if options.crash_consistent:
-        members_by_instance = {}
-        for view in views:
-            if view.instance_id in selected_instance_ids:
-                members_by_instance.setdefault(view.instance_id, []).append(view)
-        attached_by_instance = {}
-        for volume in volumes:
-            instance_id, device = attachment_of(volume)
-            if instance_id in members_by_instance:
-                attached_by_instance.setdefault(instance_id, {})[volume["VolumeId"]] = VolumeView(
-                    volume, instances_by_id.get(instance_id), instance_id, device, None)
-        for instance_id in sorted(members_by_instance):
-            members = members_by_instance[instance_id]
-            in_sets.update(view.volume_id for view in members)
-            if any(due_by_volume[view.volume_id] for view in members):
-                attached = sorted(attached_by_instance[instance_id].values(), key=lambda v: v.volume_id)
-                actions.append(_set_action(options, instance_id, instances_by_id.get(instance_id), members, attached, time_vars))
-    for view in due_views:
-        if view.volume_id not in in_sets:
-            actions.append(_volume_action(options, view, time_vars, selected_instance_ids))
+        actions, in_sets = _set_actions(options, views, volumes, instances_by_id, status, time_vars, selected_instance_ids)
+    for view in views:
+        if status[view.volume_id][0] and view.volume_id not in in_sets:
+            action = _volume_action(options, view, time_vars, selected_instance_ids)
+            action["since"] = {view.volume_id: _iso(status[view.volume_id][3])}
+            actions.append(action)
 
     covered = {volume_id for action in actions for volume_id in action["volume_ids"]}
+    not_due = [_not_due_item(view, status[view.volume_id][1], status[view.volume_id][2])
+               for view in views if not status[view.volume_id][0] and view.volume_id not in covered]
     return Plan(
         matched=[view.volume_id for view in views],
         actions=actions,
-        not_due=[_not_due_item(view, next_due, in_flight) for view, next_due, in_flight in not_due if view.volume_id not in covered],
+        not_due=not_due,
         excluded=excluded,
         latest={view.volume_id: view.latest for view in views if view.latest},
     )
@@ -633,3 +662,62 @@ def snapshot_states(snapshots):
     pending = sorted(s["SnapshotId"] for s in snapshots if s.get("State") == "pending")
     errors = sorted(s["SnapshotId"] for s in snapshots if s.get("State") == ERROR_STATE)
     return pending, errors
+
+
+# --- runs that overlap: at most one snapshot per volume and due period ---------------------------
+
+# How long a run waits after its creations before it looks for another run's snapshots of the same period.
+# It must exceed the resolution of StartTime (a second, at worst) plus the time EC2 takes to list a new
+# snapshot: then either run's check sees the other's snapshot, or the other snapshot started this much
+# later, so (StartTime, SnapshotId) orders the two the same way for both runs (see ``rival_of``).
+DUPLICATE_CHECK_SECONDS = 3.0
+
+
+def _key(snap):
+    return (_start_time(snap), snap["SnapshotId"])
+
+
+def rival_of(action, ours, snapshots, policy_name):
+    """The snapshot that makes this run's new snapshots of ``action`` redundant, or ``None``.
+
+    ``ours``: the snapshots this run just made for ``action`` (CreateSnapshot(s) answers or fresh reads).
+    ``snapshots``: this policy's snapshots of the action's volumes, read *after* creating. A rival is a
+    snapshot of one of the action's due volumes that counts (``counts_for_volume``), is not one of
+    ``ours``, started at or after that volume's due threshold (``action["since"]``: it belongs to the same
+    due period, so another run made it) and is strictly older, by ``(StartTime, SnapshotId)``, than the
+    oldest of ``ours``. Each run removes its own snapshots when it finds a rival, so:
+
+    * two runs never both remove theirs: each would need the other's to be the older;
+    * at most one stays: a run checks ``DUPLICATE_CHECK_SECONDS`` after its creation. A snapshot it does
+      not see then was started later than that, so it is the newer one, and its own run, which does see
+      the first one, removes it.
+    """
+    our_ids = {snap["SnapshotId"] for snap in ours}
+    if not our_ids:
+        return None
+    oldest = min(_key(snap) for snap in ours)
+    since = {volume_id: datetime.fromisoformat(value) for volume_id, value in (action.get("since") or {}).items() if value}
+    best = None
+    for snap in snapshots:
+        volume_id = counts_for_volume(snap, policy_name)
+        if volume_id not in since or snap["SnapshotId"] in our_ids or _start_time(snap) < since[volume_id]:
+            continue
+        if _key(snap) < oldest and (best is None or _key(snap) < _key(best)):
+            best = snap
+    return best
+
+
+def superseded_item(action, ours, rival, status="removed", error=None):
+    """A ``superseded`` result item: this run's redundant snapshots of ``action`` and the older one that stays."""
+    item = {
+        "kind": action["kind"],
+        "volume_ids": list(action["volume_ids"]),
+        "instance_id": action["instance_id"],
+        "snapshot_ids": sorted(snap["SnapshotId"] for snap in ours),
+        "kept_snapshot_id": rival["SnapshotId"],
+        "kept_start_time": _iso(_start_time(rival)),
+        "status": status,
+    }
+    if error:
+        item["error"] = error
+    return item

@@ -265,3 +265,55 @@ def test_item3_a_copy_never_stands_for_a_fresh_snapshot_of_its_volume(aws, playb
     res = run.result("policy")
     assert run.rc == 0, run
     assert [item["volume_id"] for item in res["created"]] == [vol]
+
+
+# ------------------------------------------------------------------- item 5: concurrent runs of one policy
+
+
+def run_together(aws, tmp_path, task_lists, check=False):
+    """Start one ansible-playbook process per task list at the same moment; return their runs in order."""
+    from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
+
+    from tests.functional.harness import run_playbook  # pylint: disable=import-outside-toplevel
+
+    dirs = []
+    for index in range(len(task_lists)):
+        path = tmp_path / ("together%d" % index)
+        path.mkdir(parents=True)
+        dirs.append(path)
+    with ThreadPoolExecutor(max_workers=len(task_lists)) as pool:
+        futures = [pool.submit(run_playbook, aws.endpoint_url, tasks, path, check=check) for tasks, path in zip(task_lists, dirs)]
+        return [future.result() for future in futures]
+
+
+def test_item5_two_runs_at_once_make_at_most_one_snapshot_per_volume(aws, tmp_path):
+    ec2 = aws.client("ec2")
+    volumes = sorted(volume(ec2, {"backup": "yes"}) for dummy in range(3))
+    # A slow CreateSnapshot keeps each run's snapshots invisible to the other for 8 seconds, far longer than
+    # the two processes' start-up skew: without coordination both find every volume due and both create.
+    aws.set_faults(latency=8.0, actions=["CreateSnapshot"])
+    aws.reset_counters()
+    params = dict(volume_filters={"tag:backup": "yes"}, frequency="1d")
+    runs = run_together(aws, tmp_path, [[policy_task(**params)], [policy_task(**params)]])
+    aws.clear_faults()
+    for run in runs:
+        assert run.rc == 0, run
+    snaps = existing(ec2, "daily")
+    assert sorted(item["VolumeId"] for item in snaps.values()) == volumes  # exactly one each
+    results = [run.result("policy") for run in runs]
+    created = {item["volume_id"]: item["snapshot_id"] for res in results for item in res["created"]}
+    assert sorted(created) == volumes and set(created.values()) == set(snaps)
+    removed = [sid for res in results for item in res["superseded"] for sid in item["snapshot_ids"]]
+    for res in results:
+        # Every volume is accounted for in each run: kept from it, superseded by the other's older one, or not due.
+        seen = [item["volume_id"] for item in res["created"]] + [v for item in res["superseded"] for v in item["volume_ids"]]
+        seen += [item["volume_id"] for item in res["not_due"]]
+        assert sorted(seen) == volumes, res
+        assert res["changed"] is bool(res["created"])
+        for item in res["superseded"]:
+            assert item["status"] == "removed" and item["kept_snapshot_id"] == created[item["volume_ids"][0]]
+    assert aws.counters().get("ec2:DeleteSnapshot", 0) == len(removed) == aws.counters()["ec2:CreateSnapshot"] - 3
+    assert not set(removed) & set(existing(ec2))
+    # A third run finds every volume not due.
+    again = run_together(aws, tmp_path / "again", [[policy_task(**params)]])[0]
+    assert again.result("policy")["changed"] is False and len(again.result("policy")["not_due"]) == 3

@@ -379,3 +379,58 @@ def test_snapshot_states():
 def test_plan_requires_an_aware_now():
     with pytest.raises(ValueError, match="now must be timezone-aware"):
         policy.plan(options(), [], [], [], datetime(2024, 1, 1))
+
+
+# --- runs that overlap ----------------------------------------------------------------------------
+
+
+def made(snapshot_id, volume_id, seconds, state="completed", name="daily", tags=None):
+    """A snapshot started ``seconds`` after NOW (server time)."""
+    item = snap(snapshot_id, volume_id, -timedelta(seconds=seconds), state=state, name=name)
+    item["tags"].update(tags or {})
+    return item
+
+
+def test_plan_actions_carry_the_due_threshold_of_their_due_volumes():
+    volumes = [vol("vol-1"), vol("vol-2")]
+    the_plan = policy.plan(options(), volumes, [], [snap("s", "vol-2", timedelta(days=3))], NOW)
+    grace = timedelta(minutes=5)
+    assert [a["since"] for a in the_plan.actions] == [{"vol-1": (NOW + grace - timedelta(days=1)).isoformat()},
+                                                      {"vol-2": (NOW + grace - timedelta(days=1)).isoformat()}]
+    cron = policy.plan(options(frequency="0 2 * * *"), volumes, [], [], NOW)
+    assert cron.actions[0]["since"] == {"vol-1": (datetime(2024, 5, 1, 2, tzinfo=UTC) - grace).isoformat()}
+
+
+def test_rival_is_an_older_snapshot_of_the_same_period():
+    action = policy.plan(options(), [vol("vol-1")], [], [], NOW).actions[0]
+    ours = [made("snap-b", "vol-1", 10)]
+    assert policy.rival_of(action, ours, ours, "daily") is None
+    older = made("snap-z", "vol-1", 9)
+    assert policy.rival_of(action, ours, ours + [older], "daily") is older
+    assert policy.rival_of(action, ours, ours + [made("snap-c", "vol-1", 11)], "daily") is None  # newer: its run removes it
+    tie_lower, tie_higher = made("snap-a", "vol-1", 10), made("snap-c", "vol-1", 10)
+    assert policy.rival_of(action, ours, ours + [tie_lower], "daily") is tie_lower  # same second: the lower id is older
+    assert policy.rival_of(action, ours, ours + [tie_higher], "daily") is None
+    # Not rivals: an earlier period's snapshot, one that does not count, another policy's, a copy.
+    before = made("snap-0", "vol-1", -int(timedelta(days=1).total_seconds()))
+    failed = made("snap-1", "vol-1", 5, state="error")
+    other = made("snap-2", "vol-1", 5, name="weekly")
+    copy = made("snap-3", "vol-1", 5, tags={"blockwise:source-snapshot": "snap-x", "blockwise:lineage": "vol-1"})
+    assert policy.rival_of(action, ours, ours + [before, failed, other, copy], "daily") is None
+    assert policy.rival_of(action, [], [older], "daily") is None
+
+
+def test_rival_of_a_set_only_on_its_due_members():
+    volumes = [vol("vol-1", instance_id="i-1", device="/dev/sdf"), vol("vol-2", instance_id="i-1", device="/dev/sdg")]
+    recent = snap("snap-recent", "vol-2", timedelta(hours=1))  # vol-2 is not due, but is in the set
+    the_plan = policy.plan(options(volume_filters=None, instance_filters={"a": "b"}, crash_consistent=True), volumes,
+                           [inst("i-1")], [recent], NOW, ["i-1"])
+    [action] = the_plan.actions
+    assert set(action["since"]) == {"vol-1"}
+    ours = [made("snap-m", "vol-1", 10), made("snap-n", "vol-2", 10)]
+    assert policy.rival_of(action, ours, ours + [recent], "daily") is None  # vol-2's own recent snapshot is no rival
+    rival = made("snap-a", "vol-1", 9)
+    assert policy.rival_of(action, ours, ours + [recent, rival], "daily") is rival
+    item = policy.superseded_item(action, ours, rival)
+    assert item == {"kind": "instance", "volume_ids": ["vol-1", "vol-2"], "instance_id": "i-1", "snapshot_ids": ["snap-m", "snap-n"],
+                    "kept_snapshot_id": "snap-a", "kept_start_time": (NOW + timedelta(seconds=9)).isoformat(), "status": "removed"}
