@@ -185,6 +185,39 @@ def _stringify(tags):
     return {key: str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value for key, value in tags.items()}
 
 
+def _check_numbers(params):
+    concurrency = params.get("max_concurrency")
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise PolicyError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
+    timeout = params.get("wait_timeout")
+    if timeout is not None and timeout < 1:
+        raise PolicyError("wait_timeout must be at least 1 second, got %r" % (timeout,))
+
+
+def _check_tags(params):
+    try:
+        tags = check_tags(_stringify(params.get("tags")), "tags")
+    except TemplateError as exc:
+        raise PolicyError(str(exc)) from exc
+    for reserved, hint in ((POLICY_TAG, "it is set to the policy name"), ("Name", "use name_template")):
+        if reserved in tags:
+            raise PolicyError("tags: the key %r is reserved (%s)" % (reserved, hint))
+    return tags
+
+
+def _templates(params, crash):
+    """``(name_template, description_template)``: the options or the defaults, checked."""
+    name_template = params.get("name_template")
+    if name_template is None:
+        name_template = DEFAULT_SET_NAME_TEMPLATE if crash else DEFAULT_NAME_TEMPLATE
+    description_template = params.get("description_template")
+    if description_template is None:
+        description_template = DEFAULT_SET_DESCRIPTION_TEMPLATE if crash else DEFAULT_DESCRIPTION_TEMPLATE
+    _check_template(name_template, "name_template", crash)
+    _check_template(description_template, "description_template", crash)
+    return name_template, description_template
+
+
 def options_from_params(params):
     """Validate the module parameters and build ``PolicyOptions``; ``PolicyError`` names the bad option.
 
@@ -220,30 +253,10 @@ def options_from_params(params):
         raise PolicyError("frequency: %s" % exc) from exc
     grace = parse_grace(params.get("grace"), frequency)
 
-    name_template = params.get("name_template")
-    if name_template is None:
-        name_template = DEFAULT_SET_NAME_TEMPLATE if crash else DEFAULT_NAME_TEMPLATE
-    description_template = params.get("description_template")
-    if description_template is None:
-        description_template = DEFAULT_SET_DESCRIPTION_TEMPLATE if crash else DEFAULT_DESCRIPTION_TEMPLATE
-    _check_template(name_template, "name_template", crash)
-    _check_template(description_template, "description_template", crash)
+    name_template, description_template = _templates(params, crash)
+    tags = _check_tags(params)
 
-    try:
-        tags = check_tags(_stringify(params.get("tags")), "tags")
-    except TemplateError as exc:
-        raise PolicyError(str(exc)) from exc
-    for reserved, hint in ((POLICY_TAG, "it is set to the policy name"), ("Name", "use name_template")):
-        if reserved in tags:
-            raise PolicyError("tags: the key %r is reserved (%s)" % (reserved, hint))
-
-    concurrency = params.get("max_concurrency")
-    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise PolicyError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
-    timeout = params.get("wait_timeout")
-    if timeout is not None and timeout < 1:
-        raise PolicyError("wait_timeout must be at least 1 second, got %r" % (timeout,))
-
+    _check_numbers(params)
     return PolicyOptions(
         name=name,
         frequency=frequency,
@@ -655,6 +668,27 @@ def build_diff(the_plan, created):
             "name": item["name"],
         }
     return {"before": before, "after": after}
+
+
+def build_result(the_plan, created, superseded, failed):
+    """The module result (without ``diff``): what was created, superseded, not due, matched, excluded, failed."""
+    return dict(
+        changed=bool(created),
+        created=created,
+        superseded=superseded,
+        not_due=the_plan.not_due,
+        matched=the_plan.matched,
+        excluded=the_plan.excluded,
+        errors=failed,
+        summary=dict(
+            matched=len(the_plan.matched),
+            created=len(created),
+            superseded=sum(len(item["snapshot_ids"]) for item in superseded if item["status"] == "removed"),
+            not_due=len(the_plan.not_due),
+            errors=len(failed),
+            requests=len(the_plan.actions),
+        ),
+    )
 
 
 def snapshot_states(snapshots):

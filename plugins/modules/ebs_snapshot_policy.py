@@ -498,8 +498,9 @@ def wait_for(ec2, params, created):
     return None
 
 
-def main():
-    argument_spec = dict(
+def argument_spec():
+    """The module's options (validated further by ``policy.options_from_params``)."""
+    return dict(
         name=dict(type="str", required=True),
         volume_filters=dict(type="dict"),
         instance_filters=dict(type="dict"),
@@ -519,7 +520,10 @@ def main():
         wait_timeout=dict(type="int", default=900),
         max_concurrency=dict(type="int", default=4),
     )
-    module = aws.build_module(argument_spec, required_if=[("crash_consistent", True, ("instance_filters",))])
+
+
+def main():
+    module = aws.build_module(argument_spec(), required_if=[("crash_consistent", True, ("instance_filters",))])
     params = module.params
     try:
         options = core.options_from_params(params)
@@ -545,23 +549,7 @@ def main():
     if params["wait"] and created and not module.check_mode:
         wait_problem = wait_for(ec2, params, created)
 
-    result = dict(
-        changed=bool(created),
-        created=created,
-        superseded=superseded,
-        not_due=plan.not_due,
-        matched=plan.matched,
-        excluded=plan.excluded,
-        errors=failed,
-        summary=dict(
-            matched=len(plan.matched),
-            created=len(created),
-            superseded=sum(len(item["snapshot_ids"]) for item in superseded if item["status"] == "removed"),
-            not_due=len(plan.not_due),
-            errors=len(failed),
-            requests=len(plan.actions),
-        ),
-    )
+    result = core.build_result(plan, created, superseded, failed)
     if module._diff:
         result["diff"] = core.build_diff(plan, created)
     if failed:

@@ -267,8 +267,9 @@ def delete_all(ec2, decisions, workers):
     return outcomes
 
 
-def main():
-    argument_spec = dict(
+def argument_spec():
+    """The module's options (validated further by ``prune.options_from_params``)."""
+    return dict(
         policy=dict(type="str"),
         filters=dict(type="dict"),
         retention=dict(
@@ -292,7 +293,10 @@ def main():
         max_concurrency=dict(type="int", default=4),
         fail_on_deletion_error=dict(type="bool", default=True),
     )
-    module = aws.build_module(argument_spec, required_one_of=[("policy", "filters")])
+
+
+def main():
+    module = aws.build_module(argument_spec(), required_one_of=[("policy", "filters")])
     try:
         options = core.options_from_params(module.params)
     except (core.PruneError, retention.RetentionError) as e:
