@@ -46,6 +46,8 @@ options:
       keep_within:
         description:
           - Keep every snapshot younger than this duration, counted back from now (V(30 days), V(36h), V(2w)).
+          - "Now is AWS's time when the clock of the node that runs the module is more than 5 minutes off it (the task
+            then warns): a clock days ahead would otherwise make every snapshot look too old to keep."
           - Months and years are refused (their length varies); use days or weeks. At most 36500 days.
           - An empty value is refused (leave the option out to turn the rule off).
         type: str

@@ -10,7 +10,9 @@ and the per-snapshot outcomes into the module result and its diff. No AWS call a
 """
 from __future__ import annotations
 
+import email.utils
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 
 from ansible_collections.blockwise.ebs.plugins.module_utils import fleet, retention
 from ansible_collections.blockwise.ebs.plugins.module_utils.policy import POLICY_TAG
@@ -29,6 +31,10 @@ PLANNED = "planned"
 BLOCKED = "blocked"
 
 NOT_FOUND_CODES = ("InvalidSnapshot.NotFound",)
+
+# How far the clock of the node that runs the module may be from AWS's before keep_within counts back from
+# AWS's time instead (AWS itself refuses requests signed more than 15 minutes off).
+CLOCK_TOLERANCE = timedelta(minutes=5)
 
 
 class PruneError(ValueError):
@@ -119,6 +125,29 @@ def options_from_params(params):
         max_concurrency=concurrency,
         fail_on_deletion_error=params.get("fail_on_deletion_error", True) is not False,
     )
+
+
+def reference_time(local_now, server_date):
+    """The time ``keep_within`` counts back from, and a warning or ``None``.
+
+    ``server_date`` is the HTTP ``Date`` header of an AWS answer (AWS's clock, which also set every
+    snapshot's StartTime). When the local clock is more than ``CLOCK_TOLERANCE`` off it, AWS's time is
+    used: a node whose clock runs days ahead would otherwise find every snapshot older than it is and
+    keep none of them by ``keep_within``.
+    """
+    try:
+        server = email.utils.parsedate_to_datetime(server_date) if server_date else None
+    except (TypeError, ValueError, IndexError):
+        server = None
+    if server is None:
+        return local_now, None
+    if server.tzinfo is None:
+        server = server.replace(tzinfo=timezone.utc)
+    skew = local_now - server
+    if abs(skew) <= CLOCK_TOLERANCE:
+        return local_now, None
+    return server, ("the clock of this node is %s %s AWS's (%s); keep_within counts back from AWS's time"
+                    % (abs(skew), "ahead of" if skew > timedelta(0) else "behind", server.isoformat()))
 
 
 def volume_ids_of(snapshot_items):

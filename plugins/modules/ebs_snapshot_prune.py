@@ -231,12 +231,16 @@ from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
 MAX_WARNINGS = 20
 
 
-def account_id_of(module):
-    """The caller's account id, or ``(None, warning)`` when STS cannot tell."""
+def caller_identity(module):
+    """``(account_id, aws_date, warning)``: the caller's account and AWS's clock (the answer's HTTP Date), or
+    ``(None, None, warning)`` when STS cannot tell."""
     try:
-        return aws.client(module, "sts").get_caller_identity(aws_retry=True)["Account"], None
+        answer = aws.client(module, "sts").get_caller_identity(aws_retry=True)
     except aws.AWS_ERRORS as e:
-        return None, "could not read the account id (sts:GetCallerIdentity: {0}); relying on OwnerIds=self alone".format(aws.error_message(e))
+        return None, None, "could not read the account id (sts:GetCallerIdentity: {0}); relying on OwnerIds=self alone".format(
+            aws.error_message(e))
+    headers = (answer.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    return answer["Account"], headers.get("date"), None
 
 
 def read_region(ec2, options):
@@ -305,10 +309,11 @@ def main():
         module.fail_json(msg=missing_required_lib(e.library), exception=schedule.PYTIMEPARSE_IMPORT_ERROR)
 
     ec2 = aws.client(module, "ec2", workers=options.max_concurrency)
-    now = datetime.now(timezone.utc)
-    account_id, warning = account_id_of(module)
-    if warning:
-        module.warn(warning)
+    account_id, aws_date, warning = caller_identity(module)
+    now, clock_warning = core.reference_time(datetime.now(timezone.utc), aws_date)
+    for message in (warning, clock_warning):
+        if message:
+            module.warn(message)
     try:
         snapshots, images, volume_tags = read_region(ec2, options)
     except aws.AWS_ERRORS as e:

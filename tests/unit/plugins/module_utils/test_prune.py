@@ -201,3 +201,24 @@ def test_build_result_check_mode_and_nothing_to_do():
     assert result["changed"] is False and result["diff"] == {"before": {}, "after": {}}
     missing = prune.build_result(the_plan, {})  # an attempted deletion without outcome is never reported as done
     assert len(missing["errors"]) == 8 and missing["changed"] is False
+
+
+def test_reference_time_follows_aws_when_the_local_clock_is_off():
+    aws_now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    header = "Wed, 01 May 2024 12:00:00 GMT"
+    assert prune.reference_time(aws_now + timedelta(minutes=4), header) == (aws_now + timedelta(minutes=4), None)
+    now, warning = prune.reference_time(aws_now + timedelta(days=30), header)
+    assert now == aws_now and "30 days, 0:00:00 ahead of AWS's" in warning
+    now, warning = prune.reference_time(aws_now - timedelta(hours=2), header)
+    assert now == aws_now and "2:00:00 behind AWS's" in warning
+    local = aws_now + timedelta(days=30)
+    assert prune.reference_time(local, None) == (local, None)
+    assert prune.reference_time(local, "not a date") == (local, None)
+
+
+def test_a_clock_far_ahead_keeps_what_keep_within_keeps_by_aws_time():
+    items = [item("snap-%d" % day, "vol-1", day) for day in range(1, 6)]
+    opts = options(retention={"keep_within": "7 days"})
+    skewed, dummy = prune.reference_time(NOW + timedelta(days=30), NOW.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+    assert not prune.plan(items, [], {}, opts, skewed, ACCOUNT).deletions
+    assert len(prune.plan(items, [], {}, opts, NOW + timedelta(days=30), ACCOUNT).deletions) == 5  # what the local clock would do
