@@ -348,6 +348,27 @@ def _instants(freq, zone, wall):
     return [_gap_end(zone, wall)] if freq.fixed_time else []
 
 
+def _steady_step(freq, zone, start, wall_start, backwards):
+    """The step without the walk, when no clock change is near: ``None`` when one is.
+
+    With the same UTC offset from ``_CLOCK_CHANGE_MARGIN`` before ``start`` to as long after it, no
+    repeated wall time can order before or after ``start`` differently from its wall time; when the
+    neighbouring fire time is then an ordinary wall time (neither repeated nor skipped), it is the answer.
+    """
+    offset = start.utcoffset() if start.tzinfo is zone else start.astimezone(zone).utcoffset()
+    for edge in (start - _CLOCK_CHANGE_MARGIN, start + _CLOCK_CHANGE_MARGIN):
+        if edge.astimezone(zone).utcoffset() != offset:
+            return None
+    iterator = _croniter(freq.cron, wall_start + timedelta(seconds=1) if backwards else wall_start)
+    wall = iterator.get_prev(datetime) if backwards else iterator.get_next(datetime)
+    if wall.replace(tzinfo=zone, fold=0).utcoffset() != wall.replace(tzinfo=zone, fold=1).utcoffset():
+        return None
+    instant = wall.replace(tzinfo=zone).astimezone(UTC)
+    if (instant <= start) if backwards else (instant > start):
+        return instant
+    return None  # a fire time in the second after ``start`` (backwards): the walk answers
+
+
 def _cron_step(freq, start, backwards):
     """The first fire instant strictly after ``start`` (or the last one at or before it, ``backwards``).
 
@@ -359,6 +380,9 @@ def _cron_step(freq, start, backwards):
         raise MissingLibraryError("croniter", "evaluate cron expressions such as %r" % freq.text)
     zone = get_zone(freq.timezone)
     wall_start = start.astimezone(zone).replace(tzinfo=None)
+    quick = _steady_step(freq, zone, start, wall_start, backwards)
+    if quick is not None:
+        return quick
     # Backwards: start after ``start`` (croniter's get_prev is strictly before its start); forwards: before it.
     iterator = _croniter(freq.cron, wall_start + (_CLOCK_CHANGE_MARGIN if backwards else -_CLOCK_CHANGE_MARGIN))
     best = None
