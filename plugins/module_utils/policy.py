@@ -715,13 +715,15 @@ def rival_of(action, ours, snapshots, policy_name):
     """The snapshot that makes this run's new snapshots of ``action`` redundant, or ``None``.
 
     ``ours``: the snapshots this run just made for ``action`` (CreateSnapshot(s) answers or fresh reads).
-    ``snapshots``: this policy's snapshots of the action's volumes, read *after* creating. A rival is a
-    snapshot of one of the action's due volumes that counts (``counts_for_volume``), is not one of
-    ``ours``, started at or after that volume's due threshold (``action["since"]``: it belongs to the same
-    due period, so another run made it) and is strictly older, by ``(StartTime, SnapshotId)``, than the
-    oldest of ``ours``. Each run removes its own snapshots when it finds a rival, so:
+    ``snapshots``: this policy's snapshots of the action's volumes, read *after* creating. Candidates are
+    the snapshots of the action's due volumes that count (``counts_for_volume``), are not ``ours`` and
+    started at or after that volume's due threshold (``action["since"]``): they belong to the same due
+    period, so another run made them. There is a rival when every due volume has a candidate (a
+    crash-consistent set is only given up for another run's snapshots of all its due volumes, never for a
+    snapshot of one member) and the oldest candidate is older, by ``(StartTime, SnapshotId)``, than the
+    oldest of ``ours``; it is returned. Each run removes its own snapshots when it finds a rival, so:
 
-    * two runs never both remove theirs: each would need the other's to be the older;
+    * two runs never both remove theirs: each would need the other's oldest to be the older;
     * at most one stays: a run checks ``DUPLICATE_CHECK_SECONDS`` after its creation. A snapshot it does
       not see then was started later than that, so it is the newer one, and its own run, which does see
       the first one, removes it.
@@ -729,16 +731,18 @@ def rival_of(action, ours, snapshots, policy_name):
     our_ids = {snap["SnapshotId"] for snap in ours}
     if not our_ids:
         return None
-    oldest = min(_key(snap) for snap in ours)
     since = {volume_id: datetime.fromisoformat(value) for volume_id, value in (action.get("since") or {}).items() if value}
-    best = None
+    oldest_by_volume = {}
     for snap in snapshots:
         volume_id = counts_for_volume(snap, policy_name)
         if volume_id not in since or snap["SnapshotId"] in our_ids or _start_time(snap) < since[volume_id]:
             continue
-        if _key(snap) < oldest and (best is None or _key(snap) < _key(best)):
-            best = snap
-    return best
+        if volume_id not in oldest_by_volume or _key(snap) < _key(oldest_by_volume[volume_id]):
+            oldest_by_volume[volume_id] = snap
+    if not since or set(oldest_by_volume) != set(since):
+        return None
+    rival = min(oldest_by_volume.values(), key=_key)
+    return rival if _key(rival) < min(_key(snap) for snap in ours) else None
 
 
 def superseded_item(action, ours, rival, status="removed", error=None):

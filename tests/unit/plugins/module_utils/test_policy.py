@@ -431,6 +431,15 @@ def test_rival_of_a_set_only_on_its_due_members():
     assert policy.rival_of(action, ours, ours + [recent], "daily") is None  # vol-2's own recent snapshot is no rival
     rival = made("snap-a", "vol-1", 9)
     assert policy.rival_of(action, ours, ours + [recent, rival], "daily") is rival
+    # Both members due: a set is only given up for another run's snapshots of all of them.
+    both = policy.plan(options(volume_filters=None, instance_filters={"a": "b"}, crash_consistent=True), volumes,
+                       [inst("i-1")], [], NOW, ["i-1"]).actions[0]
+    assert set(both["since"]) == {"vol-1", "vol-2"}
+    assert policy.rival_of(both, ours, ours + [rival], "daily") is None  # one member only: keep the whole set
+    other_set = [made("snap-z1", "vol-1", 10), made("snap-b2", "vol-2", 10)]
+    # Same second, ids interleaved with ours: the sets are compared as wholes, by their oldest snapshot.
+    assert policy.rival_of(both, ours, ours + other_set, "daily")["SnapshotId"] == "snap-b2"
+    assert policy.rival_of(both, other_set, ours + other_set, "daily") is None
     item = policy.superseded_item(action, ours, rival)
     assert item == {"kind": "instance", "volume_ids": ["vol-1", "vol-2"], "instance_id": "i-1", "snapshot_ids": ["snap-m", "snap-n"],
                     "kept_snapshot_id": "snap-a", "kept_start_time": (NOW + timedelta(seconds=9)).isoformat(), "status": "removed"}
