@@ -199,7 +199,13 @@ def _check_tags(params):
         tags = check_tags(_stringify(params.get("tags")), "tags")
     except TemplateError as exc:
         raise PolicyError(str(exc)) from exc
-    for reserved, hint in ((POLICY_TAG, "it is set to the policy name"), ("Name", "use name_template")):
+    reserved_keys = (
+        (POLICY_TAG, "it is set to the policy name"),
+        ("Name", "use name_template"),
+        (retention.LINEAGE_TAG, "it marks uploads and copies, whose snapshots never count for a volume"),
+        (retention.COPY_SOURCE_TAG, "it marks copies, whose snapshots never count for a volume"),
+    )
+    for reserved, hint in reserved_keys:
         if reserved in tags:
             raise PolicyError("tags: the key %r is reserved (%s)" % (reserved, hint))
     return tags

@@ -142,7 +142,8 @@ options:
   tags:
     description:
       - Extra tags for every snapshot. They win over copied tags; C(Name) and C(blockwise:policy) are set by the module and
-        cannot be given here.
+        cannot be given here, nor can C(blockwise:lineage) and C(blockwise:source-snapshot) (they mark uploads and copies,
+        whose snapshots never count for a volume, so the volume would be due at every run).
     type: dict
     default: {}
   wait:

@@ -104,6 +104,9 @@ def test_options_numeric_tag_values_become_strings():
     ({"crash_consistent": True}, "crash_consistent=true needs instance_filters"),
     ({"tags": {"Name": "x"}}, "tags: the key 'Name' is reserved"),
     ({"tags": {POLICY_TAG: "x"}}, "tags: the key 'blockwise:policy' is reserved"),
+    # Snapshots with these keys never count for their volume: the volume would be due at every run.
+    ({"tags": {"blockwise:lineage": "disk-1"}}, "tags: the key 'blockwise:lineage' is reserved"),
+    ({"tags": {"blockwise:source-snapshot": "snap-1"}}, "tags: the key 'blockwise:source-snapshot' is reserved"),
     ({"tags": {"aws:x": "y"}}, "reserved prefix 'aws:'"),
     ({"tags": {"k": ["list"]}}, "tags.k: tag values must be strings"),
     ({"volume_ids": ["snap-1"]}, "volume_ids: 'snap-1' is not a volume id (vol-...)"),
