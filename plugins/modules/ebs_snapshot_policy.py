@@ -24,7 +24,8 @@ description:
     the copy began, not when the data was taken)."
   - "The region is read once per run: the selected volumes, their instances and this policy's snapshots, each in one
     paginated pass with server-side filters (never one call per volume). Snapshots are then created with bounded
-    concurrency (O(max_concurrency)); throttling and server errors are retried with jittered backoff."
+    concurrency (O(max_concurrency)); throttling and server errors are retried with jittered backoff. A run that
+    created snapshots reads the policy's snapshots of those volumes once more (in batches of 200 volumes), see below."
   - "Runs that overlap (two schedulers, a job started by hand while the scheduled one runs, AWX jobs with concurrent
     runs enabled) leave at most one snapshot per volume and due period. Each run that created snapshots waits a few
     seconds, reads the policy's snapshots of those volumes again and removes its own new snapshot when another run's
