@@ -158,7 +158,8 @@ def endpoint_refuses_skewed_signatures(aws, shift):
     try:
         ec2.describe_snapshots(OwnerIds=["self"], MaxResults=5)
     except ClientError as exc:
-        return exc.response["Error"]["Code"] in ("RequestTimeTooSkewed", "SignatureDoesNotMatch", "AuthFailure")
+        return exc.response["Error"]["Code"] in ("RequestTimeTooSkewed", "RequestExpired", "InvalidSignatureException",
+                                                 "SignatureDoesNotMatch", "AuthFailure")
     finally:
         botocore.auth.get_current_datetime = real
     return False
