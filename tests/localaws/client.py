@@ -73,9 +73,16 @@ class LocalAWSControl:
         """Remove the fault policy and every injected error."""
         self._call("DELETE", "faults")
 
-    def inject_error(self, action, status=400, code="ValidationException", message="Injected error", count=1, service=None, reason=None):
-        """Answer the next ``count`` calls of ``action`` (``Action`` or ``service:Action``; all calls if ``count`` is None)."""
+    def inject_error(self, action, status=400, code="ValidationException", message="Injected error", count=1, service=None, reason=None,
+                     region=None):
+        """Answer the next ``count`` calls of ``action`` (``Action`` or ``service:Action``; all calls if ``count`` is None).
+
+        With ``region`` only calls signed for that region are answered with the error (and counted
+        against ``count``); calls to other regions go through.
+        """
         payload = {"action": action, "status": status, "code": code, "message": message, "count": count, "service": service, "reason": reason}
+        if region is not None:
+            payload["region"] = region
         return self._call("POST", "errors", payload)
 
     def backdate_snapshot(self, snapshot_id, start_time, region="us-east-1"):

@@ -69,7 +69,7 @@ class FidelityMiddleware:
         if skewed is not None:
             self.counters.record(request.counter_key, faulted=False)
             return error_response(request.protocol, skewed)(start_response)
-        decision = self.faults.decide(request.service, request.action)
+        decision = self.faults.decide(request.service, request.action, request.region)
         self.counters.record(request.counter_key, faulted=decision.kind is not None)
         if decision.delay:
             time.sleep(decision.delay)
