@@ -6,11 +6,28 @@ process (``python -m tests.localaws serve``).
 """
 
 import json
+import re
 import urllib.error
 import urllib.request
 from urllib.parse import quote, urlencode
 
 from .faults import is_mutating
+
+
+DEFAULT_ACCOUNT_ID = "123456789012"
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+
+
+def account_credentials(account_id):
+    """boto3 credentials that make the endpoint treat a caller as ``account_id`` (12 digits).
+
+    moto maps a 12-digit access key id to that account id, so two accounts can be exercised against one
+    endpoint: ``boto3.client("ec2", endpoint_url=..., **account_credentials("210987654321"))``. For
+    ``ansible-playbook`` set ``AWS_ACCESS_KEY_ID`` to the account id (and any ``AWS_SECRET_ACCESS_KEY``).
+    """
+    if not _ACCOUNT_RE.match(str(account_id)):
+        raise ValueError(f"account_id must be 12 digits, got {account_id!r}")
+    return {"aws_access_key_id": str(account_id), "aws_secret_access_key": "testing"}
 
 
 class LocalAWSControlError(RuntimeError):
