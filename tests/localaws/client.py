@@ -109,13 +109,17 @@ class LocalAWSControl:
         payload = {"start_time": start_time.isoformat(), "region": region}
         self._call("POST", f"snapshots/{quote(snapshot_id)}/start-time", payload)
 
-    def add_foreign_snapshot(self, owner_id="210987654321", region="us-east-1", volume_size=8, tags=None, description=""):
-        """A completed snapshot owned by ``owner_id`` and shared with this account; returns its id.
+    def add_foreign_snapshot(self, owner_id="210987654321", region="us-east-1", volume_size=8, tags=None, description="",
+                             account_id=DEFAULT_ACCOUNT_ID):
+        """A completed snapshot owned by ``owner_id`` and shared with ``account_id``; returns its id.
 
-        It shows in DescribeSnapshots unless ``OwnerIds`` excludes its owner; deleting or tagging it
-        fails with UnauthorizedOperation, as for a snapshot another account shared with you.
+        It lives in ``owner_id``'s account (``tags`` are the owner's, which the other account does not
+        see) with a ``createVolumePermission`` for ``account_id``: it shows in that account's
+        DescribeSnapshots unless ``OwnerIds`` excludes its owner, can be copied, and deleting or tagging
+        it fails with UnauthorizedOperation, as for a snapshot another account shared with you.
         """
-        payload = {"owner_id": owner_id, "region": region, "volume_size": volume_size, "tags": tags or {}, "description": description}
+        payload = {"owner_id": owner_id, "region": region, "volume_size": volume_size, "tags": tags or {}, "description": description,
+                   "account_id": account_id}
         return self._call("POST", "snapshots/foreign", payload)["snapshot_id"]
 
     def snapshot_progress(self, snapshot_id, region="us-east-1"):

@@ -11,7 +11,7 @@ GET         /_localaws/faults                                      current polic
 POST        /_localaws/faults                                      set the random fault policy
 DELETE      /_localaws/faults                                      clear the policy and injected errors
 POST        /_localaws/errors                                      inject an error for an action
-POST        /_localaws/snapshots/foreign                           plant a snapshot shared from another account (``owner_id``)
+POST        /_localaws/snapshots/foreign                           a snapshot of ``owner_id`` shared with ``account_id``
 POST        /_localaws/snapshots/{id}/start-time                   back-date a snapshot (``start_time``, ISO 8601)
 GET         /_localaws/snapshots/{id}/progress?region=             state, reported progress, blocks written
 POST        /_localaws/clock                                       ``{"advance": seconds}`` for snapshot timeouts
@@ -130,6 +130,8 @@ class ControlAPI:
     @staticmethod
     def _foreign_snapshot(payload, _query):
         account = payload.get("account_id") or default_account_id()
+        if payload["owner_id"] == account:
+            raise ControlError("owner_id must be another account than account_id")
         snapshot_id = add_foreign_snapshot(account, payload.get("region", "us-east-1"), payload["owner_id"],
                                            volume_size=int(payload.get("volume_size", 8)), tags=payload.get("tags"),
                                            description=payload.get("description", ""))
