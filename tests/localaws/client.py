@@ -126,8 +126,24 @@ class LocalAWSControl:
         """``{"status", "progress", "blocks_written", "direct"}`` of a snapshot; progress is the last reported value."""
         return self._call("GET", f"snapshots/{quote(snapshot_id)}/progress", query={"region": region})
 
+    def copy_settings(self):
+        """``{"duration_seconds": N, "limit": N}``: how long a standard CopySnapshot takes, and the concurrent copy limit."""
+        return self._call("GET", "copies")
+
+    def set_copy_duration(self, seconds):
+        """Make new standard copies take ``seconds`` on the endpoint's clock (``advance_clock`` moves it); default 2."""
+        return self._call("POST", "copies", {"duration_seconds": seconds})
+
+    def set_copy_limit(self, limit):
+        """Allow ``limit`` pending copies per account and destination region (AWS: 20, the default)."""
+        return self._call("POST", "copies", {"limit": limit})
+
+    def fail_copy(self, snapshot_id, region="us-east-1", message="The snapshot copy failed."):
+        """End a pending copy (in ``region``, its destination) in ``error`` with ``message`` as its StateMessage."""
+        return self._call("POST", f"copies/{quote(snapshot_id)}/fail", {"region": region, "message": message})["status"]
+
     def advance_clock(self, seconds):
-        """Move the clock of pending-snapshot timeouts forward."""
+        """Move the endpoint's clock of pending snapshots forward: EBS direct timeouts and copy progress."""
         self._call("POST", "clock", {"advance": seconds})
 
     def set_clock_skew(self, offset_seconds):

@@ -7,10 +7,11 @@
   enabled by default are listed.
 - RegisterImage keeps the BlockDeviceMappings it was given; CreateImage snapshots every attached
   volume; both honour TagSpecifications (image and snapshot).
-- DeleteSnapshot fails with ``InvalidSnapshot.InUse`` while a registered image maps the snapshot.
+- DeleteSnapshot fails with ``InvalidSnapshot.InUse`` while a registered image maps the snapshot; a
+  deleted source fails its pending copies (``copies.py``).
 - Snapshots across accounts (``sharing.py``): DescribeSnapshots, Describe/Modify/ResetSnapshotAttribute;
   DeleteSnapshot, CreateTags and DeleteTags on a snapshot another account shared are refused.
-- CopySnapshot of a direct snapshot gives the copy the source's data (as an independent snapshot).
+- CopySnapshot across regions and accounts, pending then completed, with its quota (``copies.py``).
 """
 
 import re
@@ -24,7 +25,7 @@ from moto.ec2.models.elastic_block_store import Snapshot
 from moto.ec2.utils import random_snapshot_id
 
 from . import sharing
-from .ebs_direct import DetachedVolume, DirectSnapshot, default_kms_key_arn, find_kms_key_arn, visible_blocks
+from .ebs_direct import DetachedVolume, default_kms_key_arn, find_kms_key_arn
 from .ec2_common import (  # noqa: F401  pylint: disable=unused-import  (re-exported: older imports use this module)
     Ec2Error, as_list, aws_regions, call_app, moto_answer, numbered, parse_nested, refuse_dry_run, tag_specifications,
 )
@@ -105,8 +106,9 @@ def _snapshot_info_xml(snapshot, tags):
 class Ec2Extras:
     """Intercepts the EC2 actions listed in the module docstring; others go to moto untouched."""
 
-    def __init__(self, account_for):
+    def __init__(self, account_for, copies):
         self._account_for = account_for
+        self._copies = copies
         self._handlers = {
             "GetEbsDefaultKmsKeyId": self.get_ebs_default_kms_key_id,
             "ModifyEbsDefaultKmsKeyId": self.modify_ebs_default_kms_key_id,
@@ -119,7 +121,7 @@ class Ec2Extras:
             "DeleteSnapshot": self.delete_snapshot,
             "CreateTags": self.refuse_foreign_tags,
             "DeleteTags": self.refuse_foreign_tags,
-            "CopySnapshot": self.copy_snapshot,
+            "CopySnapshot": self._for_caller(copies.copy_snapshot),
             "CreateSnapshot": self.create_snapshot,
             "CreateSnapshots": self.create_snapshots,
             "RegisterImage": self.register_image,
@@ -218,27 +220,18 @@ class Ec2Extras:
         self._refuse_foreign(request, [resource for resource in resources if resource.startswith("snap-")])
         return None
 
-    def delete_snapshot(self, request, backend, _moto_app):
-        """Refuse to delete a foreign snapshot or one that a registered image maps; otherwise let moto delete it."""
+    def delete_snapshot(self, request, backend, moto_app):
+        """Refuse a foreign snapshot or one that a registered image maps; after moto deleted it, fail its pending copies."""
         snapshot_id = request.form.get("SnapshotId")
         self._refuse_foreign(request, [snapshot_id])
         for image in list(backend.amis.values()):
             for mapping in image.block_device_mappings:
                 if (mapping.get("Ebs") or {}).get("SnapshotId") == snapshot_id:
                     raise Ec2Error("InvalidSnapshot.InUse", f"The snapshot {snapshot_id} is currently in use by {image.id}")
-        return None
-
-    def copy_snapshot(self, request, backend, moto_app):
-        """Copy with moto; a copy of a direct snapshot also gets the blocks the source shows."""
-        source_region = request.form.get("SourceRegion") or request.region
-        source_id = request.form.get("SourceSnapshotId")
-        source = ec2_backends[self._account_for(request)][source_region].snapshots.get(source_id)
-        if isinstance(source, DirectSnapshot) and source.status != "completed":
-            raise Ec2Error("IncorrectState", f"Snapshot '{source_id}' is {source.status}; only completed snapshots can be copied.")
+        snapshot = backend.snapshots.get(snapshot_id)
         response = call_app(moto_app, request.environ)
-        if response.status == 200 and isinstance(source, DirectSnapshot):
-            copy = backend.snapshots[_SNAPSHOT_ID_RE.search(response.body).group(1).decode()]
-            copy.blocks = {index: entry[1] for index, entry in visible_blocks(source).items()}
+        if response.status == 200 and snapshot is not None:
+            self._copies.source_deleted(snapshot)
         return response
 
     def create_snapshot(self, request, backend, moto_app):

@@ -22,6 +22,7 @@ from moto.moto_api import _internal as moto_api
 
 from .clock import ServerClock, skew_error
 from .control import CONTROL_PREFIX, ControlAPI
+from .copies import CopyModel
 from .ebs_direct import EbsDirect, EbsError
 from .ec2_extras import Ec2Extras
 from .faults import Counters, FaultInjector
@@ -59,14 +60,17 @@ class FidelityMiddleware:
         self.counters = Counters()
         self.faults = FaultInjector()
         self.ebs = EbsDirect(account_for)
-        self.ec2 = Ec2Extras(account_for)
+        self.copies = CopyModel(clock=self.ebs.now)
+        self.ec2 = Ec2Extras(account_for, self.copies)
         self.clock = ServerClock()
-        self.control = ControlAPI(counters=self.counters, faults=self.faults, ebs=self.ebs, clock=self.clock, reset=self.reset)
+        self.control = ControlAPI(counters=self.counters, faults=self.faults, ebs=self.ebs, clock=self.clock, reset=self.reset,
+                                  copies=self.copies)
 
     def reset(self):
-        """Wipe everything: moto's backends, direct snapshots, counters, faults and both clocks."""
+        """Wipe everything: moto's backends, direct snapshots, copies and their settings, counters, faults and both clocks."""
         moto_api.moto_api_backend.reset()
         self.ebs.reset()
+        self.copies.reset()
         self.counters.clear()
         self.faults.clear()
         self.clock.clear()
@@ -78,6 +82,7 @@ class FidelityMiddleware:
         if path.startswith("/moto-api/"):
             if path.rstrip("/") == "/moto-api/reset":
                 self.ebs.reset()
+                self.copies.reset()
             return self.moto_app(environ, start_response)
         request = AwsRequest(environ)
         pin_account(request)
