@@ -322,6 +322,17 @@ class CopyRun:
         self.requeued = {}         # source id -> the AWS error that refused it for now
         self.errors = []
         self.writes = 0
+        self.copies = []           # the destination's copies as last read
+        self.read_error = None     # why the destination could not be read after copies started
+
+    def read(self):
+        """Read the destination's copies again; on an AWS error keep the last read and remember why."""
+        try:
+            self.copies = reads.read_copies(self.dest)
+            return True
+        except aws.AWS_ERRORS as e:
+            self.read_error = "could not read the copies in the destination after starting copies: {0}".format(aws.exception_text(e))
+            return False
 
     def plan(self, copies):
         return core.plan(self.sources, copies, self.options, self.started, self.hold)
@@ -379,10 +390,14 @@ class CopyRun:
         pending_mine = [item for item in the_plan.present if item["snapshot_id"] in mine and item["state"] == core.PENDING]
         return bool(the_plan.to_copy or pending_mine)
 
-    def run(self, first):
-        """Start what the first plan allows; with ``wait``, poll and continue until done or the timeout."""
+    def run(self, first, copies):
+        """Start what the first plan allows; with ``wait``, poll and continue until done or the timeout.
+
+        Returns the plan of the last read (what the destination holds at the end). A read that fails
+        after copies started ends the run with ``read_error`` set; the copies started are still reported.
+        """
         deadline = time.monotonic() + self.options.wait_timeout
-        the_plan, polls, fresh = first, 0, True
+        the_plan, polls, fresh, self.copies = first, 0, True, copies
         while True:
             if self.start_round(the_plan):
                 polls, fresh = 0, False
@@ -391,20 +406,23 @@ class CopyRun:
                 break
             time.sleep(min(core.poll_delay(polls), remaining))
             polls += 1
-            the_plan, fresh = self.plan(reads.read_copies(self.dest)), True
+            if not self.read():
+                return self.plan(self.copies)
+            the_plan, fresh = self.plan(self.copies), True
         if self.writes and not fresh:
-            the_plan = self.plan(reads.read_copies(self.dest))
+            self.read()
+            the_plan = self.plan(self.copies)
         return the_plan
 
 
 def read_and_plan(module, options):
-    """Read the sources and the destination's copies once, select and plan: ``(sources, skipped, plan, dest client)``."""
+    """Read the sources and the destination's copies once, select and plan: ``(sources, skipped, plan, dest client, copies)``."""
     dest = aws.client(module, "ec2")
     source_ec2 = aws.client(module, "ec2", region=options.source_region)
     items = reads.read_snapshots(source_ec2, owner=options.owner, filters=options.source_filters, snapshot_ids=options.snapshot_ids or None)
     copies = reads.read_copies(dest)
     sources, skipped = core.select_sources(items, options, {copy["SnapshotId"] for copy in copies})
-    return sources, skipped, core.plan(sources, copies, options), dest
+    return sources, skipped, core.plan(sources, copies, options), dest, copies
 
 
 def warnings_of(result, options):
@@ -448,7 +466,7 @@ def main():
     try:
         options = core.options_from_params(module.params, module.region, aws.known_regions())
         options = resolve_key(module, options)
-        sources, skipped, first, dest = read_and_plan(module, options)
+        sources, skipped, first, dest, copies = read_and_plan(module, options)
     except core.CopyError as e:
         module.fail_json(msg=str(e))
     except aws.AWS_ERRORS as e:
@@ -459,12 +477,7 @@ def main():
         result = core.build_result(first, first, [], skipped, check_mode=True)
     else:
         runner = CopyRun(dest, options, sources)
-        try:
-            final = runner.run(first)
-        except core.CopyError as e:
-            module.fail_json(msg=str(e))
-        except aws.AWS_ERRORS as e:
-            module.fail_json_aws(e, msg="Could not read the copies in the destination")
+        final = runner.run(first, copies)
         result = core.build_result(first, final, runner.actions, skipped, runner.requeued, runner.errors)
     diff = result.pop("diff")
     if module._diff:
@@ -473,6 +486,8 @@ def main():
         module.warn(message)
     problems = ["{0} {1}: {2}".format(item["request"], item["source_snapshot_id"], item["error"]) for item in result["errors"]]
     problems += ["copy {0} of {1} ended in state error".format(item["snapshot_id"], item["source_snapshot_id"]) for item in result["failed"]]
+    if runner is not None and runner.read_error:
+        problems.append(runner.read_error)
     if problems:
         module.fail_json(msg="{0} copy problem(s): {1}".format(len(problems), "; ".join(problems[:10])), **result)
     module.exit_json(**result)
