@@ -411,8 +411,7 @@ class CopyRun:
             the_plan, fresh = self.plan(self.copies), True
         if self.writes and not fresh:
             self.read()
-            the_plan = self.plan(self.copies)
-        return the_plan
+        return self.plan(self.copies)
 
 
 def read_and_plan(module, options):

@@ -1,0 +1,168 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ebs_snapshot_copy through ansible-playbook against the local endpoint: copies into another region.
+
+AWS facts these tests rely on (EC2 API reference, CopySnapshot; EBS user guide, "Copy an Amazon EBS
+snapshot"): the copy request goes to the destination region with SourceRegion/SourceSnapshotId; a
+copy starts ``pending`` and its VolumeId is arbitrary; at most 20 concurrent copies per destination
+region, beyond that ``ResourceLimitExceeded``; tags given in TagSpecifications are set at creation.
+"""
+from tests.localaws.blockdata import block, write_snapshot
+
+MODULE = "blockwise.ebs.ebs_snapshot_copy"
+HOME, DR = "us-east-1", "eu-west-1"
+POLICY = "dr"
+ACCOUNT = "123456789012"  # moto's default account (access key "testing")
+SOURCE_TAGS = ("blockwise:source-snapshot", "blockwise:source-region", "blockwise:source-account")
+
+
+def tags_of(item):
+    return {tag["Key"]: tag["Value"] for tag in item.get("Tags") or []}
+
+
+def tag_list(tags):
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+def copy_task(title="copy", check_mode=None, **params):
+    args = dict({"region": DR, "source_region": HOME, "policy": POLICY}, **params)
+    result = {"name": title, MODULE: args, "ignore_errors": True}
+    if check_mode is not None:
+        result["check_mode"] = check_mode
+    return result
+
+
+def sources(aws, volumes=2, per_volume=2, policy=POLICY, tags=None):
+    """``volumes`` volumes in HOME with ``per_volume`` policy snapshots each: {volume id: [snapshot ids, oldest first]}."""
+    ec2 = aws.client("ec2", region=HOME)
+    made = {}
+    for number in range(volumes):
+        volume_id = ec2.create_volume(Size=1, AvailabilityZone=HOME + "a")["VolumeId"]
+        made[volume_id] = []
+        for index in range(per_volume):
+            snap_tags = dict(tags or {}, Name="vol%d-%d" % (number, index), **{"blockwise:policy": policy})
+            made[volume_id].append(ec2.create_snapshot(VolumeId=volume_id, Description="source %d-%d" % (number, index),
+                                                       TagSpecifications=[{"ResourceType": "snapshot", "Tags": tag_list(snap_tags)}])["SnapshotId"])
+    return made
+
+
+def copies_in(aws, region=DR):
+    ec2 = aws.client("ec2", region=region)
+    items = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag-key", "Values": ["blockwise:source-snapshot"]}])["Snapshots"]
+    return {tags_of(item)["blockwise:source-snapshot"]: item for item in items}
+
+
+def test_copies_carry_their_source_and_lineage_and_a_second_run_copies_nothing(aws, playbook):
+    made = sources(aws, tags={"team": "web", "blockwise:protect": "yes"})
+    ebs = aws.client("ebs", region=HOME)
+    image = write_snapshot(ebs, {0: block(1)}, Tags=tag_list({"blockwise:policy": POLICY, "blockwise:lineage": "disk-image"}))
+    loose = write_snapshot(ebs, {0: block(2)}, Tags=tag_list({"blockwise:policy": POLICY}))
+    aws.reset_counters()
+    run = playbook([copy_task(wait=True, wait_timeout=120, tags={"dr": "yes"})], diff=True)
+    res = run.result("copy")
+    assert not res.get("failed"), res
+    expected_lineage = {snap: volume for volume, snaps in made.items() for snap in snaps}
+    expected_lineage.update({image: "disk-image", loose: loose})
+    assert res["changed"] and sorted(item["source_snapshot_id"] for item in res["copies"]) == sorted(expected_lineage)
+    counts = aws.counters()
+    assert counts.get("ec2:CopySnapshot") == 6 and not counts.get("ec2:DeleteSnapshot")
+
+    found = copies_in(aws)
+    assert sorted(found) == sorted(expected_lineage)
+    for source_id, copy in found.items():
+        tags = tags_of(copy)
+        assert (tags["blockwise:source-snapshot"], tags["blockwise:source-region"], tags["blockwise:source-account"]) == (source_id, HOME, ACCOUNT)
+        assert tags["blockwise:lineage"] == expected_lineage[source_id]
+        assert tags["blockwise:policy"] == POLICY and tags["dr"] == "yes"
+        assert "blockwise:protect" not in tags  # a source's protection is not the copy's
+        assert copy["Description"] == "blockwise.ebs copy of {0} from {1}".format(source_id, HOME)
+    for source_id in made[next(iter(made))]:
+        assert tags_of(found[source_id])["team"] == "web"
+    assert set(res["diff"]["after"]) == set(expected_lineage.values())
+    assert all(before == [] for before in res["diff"]["before"].values())
+
+    aws.reset_counters()
+    again = playbook([copy_task(wait=True, wait_timeout=120)]).result("copy")
+    assert not again.get("failed") and not again["changed"], again
+    assert again["copies"] == [] and len(again["present"]) == 6
+    assert not aws.mutating_calls()
+    assert aws.counters().get("ec2:DescribeSnapshots") == 2  # sources once, destination copies once
+
+
+def test_check_mode_writes_nothing_and_the_diff_shows_copies_per_source_volume(aws, playbook):
+    made = sources(aws, volumes=2, per_volume=2)
+    first_volume = next(iter(made))
+    playbook([copy_task(snapshot_ids=[made[first_volume][0]])])
+    aws.reset_counters()
+    res = playbook([copy_task(check_mode=True)], diff=True).result("copy")
+    assert not res.get("failed") and res["changed"], res
+    assert aws.mutating_calls() == {}
+    assert all(item["snapshot_id"] is None for item in res["copies"]) and len(res["copies"]) == 3
+    second_volume = [volume for volume in made if volume != first_volume][0]
+    assert res["diff"]["before"] == {first_volume: [made[first_volume][0]], second_volume: []}
+    assert res["diff"]["after"] == {first_volume: sorted(made[first_volume]), second_volume: sorted(made[second_volume])}
+
+
+def failed_copy(aws, source_id):
+    """A snapshot in state error in DR that carries the tags of a copy of ``source_id`` (an EBS direct
+    snapshot completed with a wrong block count ends in error)."""
+    ebs = aws.client("ebs", region=DR)
+    snapshot_id = ebs.start_snapshot(VolumeSize=1, Tags=tag_list({"blockwise:source-snapshot": source_id, "blockwise:source-region": HOME,
+                                                                  "blockwise:source-account": ACCOUNT}))["SnapshotId"]
+    ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=3)
+    state = aws.client("ec2", region=DR).describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["State"]
+    assert state == "error"
+    return snapshot_id
+
+
+def test_a_copy_in_error_is_deleted_and_copied_again(aws, playbook):
+    made = sources(aws, volumes=1, per_volume=2)
+    broken_source, fine_source = made[next(iter(made))]
+    broken = failed_copy(aws, broken_source)
+    aws.reset_counters()
+    res = playbook([copy_task()]).result("copy")
+    assert not res.get("failed"), res
+    replaced = {item["source_snapshot_id"]: item["replaced"] for item in res["copies"]}
+    assert replaced == {broken_source: [broken], fine_source: []}
+    assert any(broken in warning for warning in res.get("warnings", []))
+    counts = aws.counters()
+    assert counts.get("ec2:DeleteSnapshot") == 1 and counts.get("ec2:CopySnapshot") == 2
+    found = copies_in(aws)
+    assert found[broken_source]["SnapshotId"] != broken and found[broken_source]["State"] != "error"
+    ec2 = aws.client("ec2", region=DR)
+    assert not ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [broken]}])["Snapshots"]
+
+
+def test_quota_refusal_queues_instead_of_failing_and_the_next_run_continues(aws, playbook):
+    made = sources(aws, volumes=3, per_volume=1)
+    aws.inject_error("CopySnapshot", status=400, code="ResourceLimitExceeded",
+                     message="Too many snapshot copies in progress. The limit is 20 for this destination region.", count=1)
+    res = playbook([copy_task()]).result("copy")
+    assert not res.get("failed"), res
+    assert res["copies"] == [] and not res["changed"]
+    reasons = sorted(item["reason"] for item in res["queued"])
+    assert len(reasons) == 3 and reasons[0].startswith("ResourceLimitExceeded") and reasons[1:] == ["max_in_flight", "max_in_flight"]
+    assert any("queued" in warning for warning in res.get("warnings", []))
+    assert copies_in(aws) == {}
+    res = playbook([copy_task()]).result("copy")
+    assert not res.get("failed") and len(res["copies"]) == 3 and res["queued"] == []
+    assert sorted(copies_in(aws)) == sorted(snap for snaps in made.values() for snap in snaps)
+
+
+def test_a_server_error_never_leads_to_a_second_copy_in_the_same_run(aws, playbook):
+    made = sources(aws, volumes=2, per_volume=1)
+    aws.inject_error("CopySnapshot", status=500, code="InternalError", message="An internal error has occurred", count=1000)
+    aws.reset_counters()
+    once = playbook([copy_task()]).result("copy")
+    single_run = aws.counters().get("ec2:CopySnapshot")  # one request per source, with botocore's own retries
+    aws.reset_counters()
+    res = playbook([copy_task(wait=True, wait_timeout=20)]).result("copy")
+    for result in (once, res):
+        assert not result.get("failed"), result
+        assert result["copies"] == [] and len(result["queued"]) == 2
+        assert all(item["reason"].startswith("outcome unknown") for item in result["queued"])
+    # Waiting polled and re-planned, but a source whose request may have created a copy is not asked again.
+    assert single_run and aws.counters().get("ec2:CopySnapshot") == single_run
+    aws.clear_faults()
+    res = playbook([copy_task()]).result("copy")
+    assert not res.get("failed") and len(res["copies"]) == 2
+    assert sorted(copies_in(aws)) == sorted(snap for snaps in made.values() for snap in snaps)
