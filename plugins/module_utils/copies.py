@@ -341,7 +341,7 @@ def _skip(source, reason):
 
 
 def select_sources(items, options, destination_copy_ids=()):
-    """Split the source read into ``(sources, skipped)``.
+    """Split the source read into ``(sources, excluded)``.
 
     Applies the policy on the effective tags (the server-side filter cannot see another account's
     tags), checks that every ``snapshot_ids`` entry was found and that a ``policy`` matches something
@@ -362,25 +362,25 @@ def select_sources(items, options, destination_copy_ids=()):
     if options.policy and not by_id:
         hint = " (another account's tags are not visible: pass source_tags from ebs_snapshot_share)" if options.cross_account else ""
         raise CopyError("policy: no snapshot of owner %s in %s carries %s=%s%s" % (options.owner, options.source_region, POLICY_TAG, options.policy, hint))
-    sources, skipped = [], []
+    sources, excluded = [], []
     for source in sorted(by_id.values(), key=lambda s: s.newest_first_key):
         state = source.item.get("State")
         if source.snapshot_id in destination_copy_ids:
-            skipped.append(_skip(source, SKIP_IS_COPY))
+            excluded.append(_skip(source, SKIP_IS_COPY))
         elif state != COMPLETED:
-            skipped.append(_skip(source, SKIP_ERROR if state == ERROR else SKIP_PENDING))
+            excluded.append(_skip(source, SKIP_ERROR if state == ERROR else SKIP_PENDING))
         else:
             sources.append(source)
     if options.latest_only:
         seen, newest = set(), []
         for source in sources:
             if source.lineage in seen:
-                skipped.append(_skip(source, SKIP_OLDER))
+                excluded.append(_skip(source, SKIP_OLDER))
             else:
                 seen.add(source.lineage)
                 newest.append(source)
         sources = newest
-    return sources, skipped
+    return sources, excluded
 
 
 # ------------------------------------------------------------------------------------------- copies
@@ -615,7 +615,7 @@ def copy_item(action, copy=None):
     return item
 
 
-def build_result(first, final, started, skipped, requeued=None, errors=(), check_mode=False):
+def build_result(first, final, started, excluded, requeued=None, errors=(), check_mode=False):
     """The module result (without ``msg``) and its diff.
 
     ``first``: the plan made from the first read (what was there before the run); ``final``: the plan
@@ -639,9 +639,9 @@ def build_result(first, final, started, skipped, requeued=None, errors=(), check
         "copies": copies,
         "present": present,
         "queued": queued,
-        "failed": final.failed,
+        "failed_copies": final.failed,
         "duplicates": final.duplicates,
-        "skipped": list(skipped),
+        "excluded": list(excluded),
         "errors": list(errors),
         "summary": {
             "sources": len(first.present) + len(first.to_copy) + len(first.held) + len(first.failed),
@@ -649,9 +649,9 @@ def build_result(first, final, started, skipped, requeued=None, errors=(), check
             "copies": len(copies),
             "queued": len(queued),
             "in_flight": final.in_flight,
-            "failed": len(final.failed),
+            "failed_copies": len(final.failed),
             "errors": len(errors),
-            "skipped": len(skipped),
+            "excluded": len(excluded),
             "replaced": len(replaced),
         },
         "diff": build_diff(first.copied_lineages, started),

@@ -22,7 +22,7 @@ description:
     volume (a copy's own volume id is arbitrary and never used)."
   - "A copy in state C(error) is deleted and the source copied again by the run that finds it (RV(copies[].replaced)
     names the deleted copy). A copy that this run made and saw end in C(error) (with O(wait=true)) is reported under
-    RV(failed), the task fails, and the next run retries it."
+    RV(failed_copies), the task fails, and the next run retries it."
   - "At most O(max_in_flight) copies of the collection are C(pending) in the destination at once (AWS allows 20
     concurrent copies per destination region). Sources beyond that, and copies AWS refuses with
     C(ResourceLimitExceeded) or throttling, are reported under RV(queued): this is not a failure, the next run (or,
@@ -255,7 +255,7 @@ queued:
   elements: dict
   sample: [{"source_snapshot_id": "snap-0123456789abcdef0", "lineage": "vol-0123456789abcdef0", "source_start_time": "2024-01-31T02:00:04+00:00",
             "reason": "max_in_flight"}]
-failed:
+failed_copies:
   description: Copies made by this run that ended in state C(error) (the task fails; the next run deletes them and copies again).
   returned: always
   type: list
@@ -265,7 +265,7 @@ duplicates:
   returned: always
   type: list
   elements: dict
-skipped:
+excluded:
   description:
     - Selected sources that are not copied, with the C(reason) (C(source-pending), C(source-error), C(latest_only),
       C(copy-in-destination) for a snapshot that is itself a copy made in this region).
@@ -281,7 +281,8 @@ summary:
   description: Counts of the run (C(in_flight) is the number of the collection's copies pending in the destination at the end).
   returned: always
   type: dict
-  sample: {"sources": 60, "present": 0, "copies": 20, "queued": 40, "in_flight": 20, "failed": 0, "errors": 0, "skipped": 0, "replaced": 0}
+  sample: {"sources": 60, "present": 0, "copies": 20, "queued": 40, "in_flight": 20, "failed_copies": 0, "errors": 0, "excluded": 0,
+           "replaced": 0}
 """
 
 import dataclasses
@@ -415,13 +416,13 @@ class CopyRun:
 
 
 def read_and_plan(module, options):
-    """Read the sources and the destination's copies once, select and plan: ``(sources, skipped, plan, dest client, copies)``."""
+    """Read the sources and the destination's copies once, select and plan: ``(sources, excluded, plan, dest client, copies)``."""
     dest = aws.client(module, "ec2")
     source_ec2 = aws.client(module, "ec2", region=options.source_region)
     items = reads.read_snapshots(source_ec2, owner=options.owner, filters=options.source_filters, snapshot_ids=options.snapshot_ids or None)
     copies = reads.read_copies(dest)
-    sources, skipped = core.select_sources(items, options, {copy["SnapshotId"] for copy in copies})
-    return sources, skipped, core.plan(sources, copies, options), dest, copies
+    sources, excluded = core.select_sources(items, options, {copy["SnapshotId"] for copy in copies})
+    return sources, excluded, core.plan(sources, copies, options), dest, copies
 
 
 def warnings_of(result, options):
@@ -465,7 +466,7 @@ def main():
     try:
         options = core.options_from_params(module.params, module.region, aws.known_regions())
         options = resolve_key(module, options)
-        sources, skipped, first, dest, copies = read_and_plan(module, options)
+        sources, excluded, first, dest, copies = read_and_plan(module, options)
     except core.CopyError as e:
         module.fail_json(msg=str(e))
     except aws.AWS_ERRORS as e:
@@ -473,18 +474,18 @@ def main():
 
     runner = None
     if module.check_mode:
-        result = core.build_result(first, first, [], skipped, check_mode=True)
+        result = core.build_result(first, first, [], excluded, check_mode=True)
     else:
         runner = CopyRun(dest, options, sources)
         final = runner.run(first, copies)
-        result = core.build_result(first, final, runner.actions, skipped, runner.requeued, runner.errors)
+        result = core.build_result(first, final, runner.actions, excluded, runner.requeued, runner.errors)
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff
     for message in warnings_of(result, options):
         module.warn(message)
     problems = ["{0} {1}: {2}".format(item["request"], item["source_snapshot_id"], item["error"]) for item in result["errors"]]
-    problems += ["copy {0} of {1} ended in state error".format(item["snapshot_id"], item["source_snapshot_id"]) for item in result["failed"]]
+    problems += ["copy {0} of {1} ended in state error".format(item["snapshot_id"], item["source_snapshot_id"]) for item in result["failed_copies"]]
     if runner is not None and runner.read_error:
         problems.append(runner.read_error)
     if problems:
