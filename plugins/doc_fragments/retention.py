@@ -24,6 +24,7 @@ options:
       keep_hourly:
         description:
           - For the N most recent hours that have snapshots, keep the newest snapshot of each hour. At least 1.
+          - The hour that repeats when summer time ends counts as two hours (it is two real hours).
         type: int
       keep_daily:
         description:
@@ -45,7 +46,10 @@ options:
       keep_within:
         description:
           - Keep every snapshot younger than this duration, counted back from now (V(30 days), V(36h), V(2w)).
-          - Months and years are refused (their length varies); use days or weeks.
+          - "Now is AWS's time when the clock of the node that runs the module is more than 5 minutes off it (the task
+            then warns): a clock days ahead would otherwise make every snapshot look too old to keep."
+          - Months and years are refused (their length varies); use days or weeks. At most 36500 days.
+          - An empty value is refused (leave the option out to turn the rule off).
         type: str
       minimum:
         description:

@@ -109,12 +109,25 @@ def error_code(exc):
     return str(status) if status else ""
 
 
+CLOCK_HINT = (" (AWS refuses requests signed more than 15 minutes away from its clock: check the clock of the host "
+              "that runs the module, e.g. with NTP)")
+
+
+def is_clock_skew(exc):
+    """True when AWS refused the request because the signer's clock is off."""
+    response = getattr(exc, "response", None) or {}
+    message = ((response.get("Error") or {}).get("Message") or "").lower()
+    return error_code(exc) in ("RequestExpired", "RequestTimeTooSkewed") or \
+        "signature expired" in message or "signature not yet current" in message
+
+
 def error_message(exc):
-    """A one-line description of an AWS error: ``Code: message``."""
+    """A one-line description of an AWS error: ``Code: message`` (with a hint for a skewed clock)."""
     response = getattr(exc, "response", None) or {}
     message = (response.get("Error") or {}).get("Message") or str(exc)
     code = error_code(exc)
-    return "{0}: {1}".format(code, message) if code else message
+    text = "{0}: {1}".format(code, message) if code else message
+    return text + CLOCK_HINT if is_clock_skew(exc) else text
 
 
 def exception_text(exc):

@@ -14,11 +14,21 @@ Selection
     an instance named in ``exclude`` and, with ``exclude_boot_volume``, each instance's root volume.
 
 Due
-    A volume is due when this policy has no ``completed`` or ``pending`` snapshot of it (snapshots in
-    state ``error`` do not count) newer than the last scheduled point, with a ``grace`` for runs that
-    start a little early (``schedule.is_due``). A pending snapshot, however old, counts as in flight:
-    the volume is not due until it completes, so a snapshot that takes longer than the frequency is
-    never stacked up by the next runs.
+    A volume is due when this policy has no ``completed`` or ``pending`` snapshot of it newer than the
+    last scheduled point, with a ``grace`` for runs that start a little early (``schedule.is_due``).
+    "Not due" is an "already done" answer, so it only ever rests on a snapshot read in this run that
+    exists and counts (``counts_for_volume``): in state ``completed`` or ``pending`` (not ``error``, not
+    ``recoverable`` = deleted into the Recycle Bin, not ``recovering``), and taken *of* the volume (a copy
+    or a lineage-tagged snapshot does not count: its start time is the copy's). A pending snapshot,
+    however old, counts as in flight: the volume is not due until it completes, so a snapshot that takes
+    longer than the frequency is never stacked up by the next runs.
+
+Runs that overlap
+    Two runs of the same policy at the same time (two schedulers, a job started by hand during the
+    scheduled one) may both find a volume due. After creating, each run reads the policy's snapshots of
+    those volumes again and removes its own new snapshot when an older one of the same due period exists
+    (``rival_of``): the oldest snapshot of a period stays, so at most one per volume and due period is
+    left, whatever the timing, and the run reports its removed snapshot under ``superseded``.
 
 What is created
     One ``CreateSnapshot`` per due volume; with ``crash_consistent``, one ``CreateSnapshots`` per
@@ -41,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Optional
 
-from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
+from ansible_collections.blockwise.ebs.plugins.module_utils import fleet, retention, schedule
 from ansible_collections.blockwise.ebs.plugins.module_utils.templates import (
     TemplateError,
     check_tag_key,
@@ -71,6 +81,10 @@ MAX_CONCURRENCY = 64
 VOLUME = "volume"
 INSTANCE = "instance"
 ERROR_STATE = "error"
+PENDING_STATE = "pending"
+# The states in which a snapshot makes its volume not due: done, or in flight. Not error, nor recoverable
+# (deleted, in the Recycle Bin), nor recovering (being restored from it), nor any state EC2 may add.
+COUNTING_STATES = ("completed", PENDING_STATE)
 LIVE_ATTACHMENT_STATES = ("attaching", "attached")
 
 _ZERO_RE = re.compile(r"^0+(\.0*)?\s*[A-Za-z]*$")
@@ -171,6 +185,45 @@ def _stringify(tags):
     return {key: str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value for key, value in tags.items()}
 
 
+def _check_numbers(params):
+    concurrency = params.get("max_concurrency")
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise PolicyError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
+    timeout = params.get("wait_timeout")
+    if timeout is not None and timeout < 1:
+        raise PolicyError("wait_timeout must be at least 1 second, got %r" % (timeout,))
+
+
+def _check_tags(params):
+    try:
+        tags = check_tags(_stringify(params.get("tags")), "tags")
+    except TemplateError as exc:
+        raise PolicyError(str(exc)) from exc
+    reserved_keys = (
+        (POLICY_TAG, "it is set to the policy name"),
+        ("Name", "use name_template"),
+        (retention.LINEAGE_TAG, "it marks uploads and copies, whose snapshots never count for a volume"),
+        (retention.COPY_SOURCE_TAG, "it marks copies, whose snapshots never count for a volume"),
+    )
+    for reserved, hint in reserved_keys:
+        if reserved in tags:
+            raise PolicyError("tags: the key %r is reserved (%s)" % (reserved, hint))
+    return tags
+
+
+def _templates(params, crash):
+    """``(name_template, description_template)``: the options or the defaults, checked."""
+    name_template = params.get("name_template")
+    if name_template is None:
+        name_template = DEFAULT_SET_NAME_TEMPLATE if crash else DEFAULT_NAME_TEMPLATE
+    description_template = params.get("description_template")
+    if description_template is None:
+        description_template = DEFAULT_SET_DESCRIPTION_TEMPLATE if crash else DEFAULT_DESCRIPTION_TEMPLATE
+    _check_template(name_template, "name_template", crash)
+    _check_template(description_template, "description_template", crash)
+    return name_template, description_template
+
+
 def options_from_params(params):
     """Validate the module parameters and build ``PolicyOptions``; ``PolicyError`` names the bad option.
 
@@ -184,6 +237,10 @@ def options_from_params(params):
     except TemplateError as exc:
         raise PolicyError(str(exc)) from exc
 
+    for option in ("volume_filters", "instance_filters"):
+        problem = fleet.filter_problem(params.get(option), option)
+        if problem:
+            raise PolicyError(problem)
     check_selection(params.get("volume_filters"), params.get("instance_filters"), params.get("volume_ids"), params.get("all_volumes"))
     crash = bool(params.get("crash_consistent"))
     if crash and not params.get("instance_filters"):
@@ -202,35 +259,10 @@ def options_from_params(params):
         raise PolicyError("frequency: %s" % exc) from exc
     grace = parse_grace(params.get("grace"), frequency)
 
-    name_template = params.get("name_template")
-    if name_template is None:
-        name_template = DEFAULT_SET_NAME_TEMPLATE if crash else DEFAULT_NAME_TEMPLATE
-    description_template = params.get("description_template")
-    if description_template is None:
-        description_template = DEFAULT_SET_DESCRIPTION_TEMPLATE if crash else DEFAULT_DESCRIPTION_TEMPLATE
-    _check_template(name_template, "name_template", crash)
-    _check_template(description_template, "description_template", crash)
+    name_template, description_template = _templates(params, crash)
+    tags = _check_tags(params)
 
-    try:
-        tags = check_tags(_stringify(params.get("tags")), "tags")
-    except TemplateError as exc:
-        raise PolicyError(str(exc)) from exc
-    for reserved, hint in ((POLICY_TAG, "it is set to the policy name"), ("Name", "use name_template")):
-        if reserved in tags:
-            raise PolicyError("tags: the key %r is reserved (%s)" % (reserved, hint))
-
-    for option in ("volume_filters", "instance_filters"):
-        value = params.get(option)
-        if value is not None and not isinstance(value, dict):
-            raise PolicyError("%s must be a dictionary of EC2 filters, got %r" % (option, value))
-
-    concurrency = params.get("max_concurrency")
-    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise PolicyError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
-    timeout = params.get("wait_timeout")
-    if timeout is not None and timeout < 1:
-        raise PolicyError("wait_timeout must be at least 1 second, got %r" % (timeout,))
-
+    _check_numbers(params)
     return PolicyOptions(
         name=name,
         frequency=frequency,
@@ -282,16 +314,33 @@ def _start_time(snapshot):
     return schedule.require_aware(start, "StartTime of %s" % snapshot.get("SnapshotId"))
 
 
+def counts_for_volume(snap, policy_name):
+    """The real volume a DescribeSnapshots item stands for as this policy's snapshot, or ``None``.
+
+    It must carry the policy's tag, be ``completed`` or ``pending`` (in flight; ``error``, ``recoverable``
+    = deleted into the Recycle Bin and ``recovering`` do not count) and be a snapshot *of* that volume:
+    a copy or a lineage-tagged snapshot (``retention.group_of``) does not count, because its start time
+    is when the copy began, not when the data was taken.
+    """
+    if (snap.get("tags") or {}).get(POLICY_TAG) != policy_name or snap.get("State") not in COUNTING_STATES:
+        return None
+    item = {"SnapshotId": snap["SnapshotId"], "VolumeId": snap.get("VolumeId"), "StartTime": _start_time(snap),
+            "Tags": snap.get("tags") or {}}
+    group = retention.group_of(retention.Snapshot.from_api(item))
+    return group if group == snap.get("VolumeId") else None
+
+
 def latest_snapshots(snapshots, policy_name):
-    """volume_id -> the newest snapshot of this policy that is not in state ``error`` (pending counts)."""
+    """volume_id -> the newest snapshot of this policy that counts (``counts_for_volume``; pending counts)."""
     latest = {}
     for snap in snapshots:
-        if (snap.get("tags") or {}).get(POLICY_TAG) != policy_name or snap.get("State") == ERROR_STATE:
+        volume_id = counts_for_volume(snap, policy_name)
+        if volume_id is None:
             continue
         key = (_start_time(snap), snap["SnapshotId"])
-        current = latest.get(snap.get("VolumeId"))
+        current = latest.get(volume_id)
         if current is None or key > current[0]:
-            latest[snap.get("VolumeId")] = (key, snap)
+            latest[volume_id] = (key, snap)
     return {volume_id: item[1] for volume_id, item in latest.items()}
 
 
@@ -390,8 +439,9 @@ def pending_volumes(snapshots, policy_name):
     """volume_id -> the ids of this policy's pending snapshots of it (in flight)."""
     pending = {}
     for snap in snapshots:
-        if (snap.get("tags") or {}).get(POLICY_TAG) == policy_name and snap.get("State") == "pending":
-            pending.setdefault(snap.get("VolumeId"), []).append(snap["SnapshotId"])
+        volume_id = counts_for_volume(snap, policy_name)
+        if volume_id is not None and snap.get("State") == PENDING_STATE:
+            pending.setdefault(volume_id, []).append(snap["SnapshotId"])
     return {volume_id: sorted(ids) for volume_id, ids in pending.items()}
 
 
@@ -459,6 +509,56 @@ def _set_action(options, instance_id, instance, members, attached, time_vars):
     }
 
 
+def _due_status(options, views, snapshots, now):
+    """Per selected volume: ``{volume_id: (due, next_due, in_flight, since)}``; sets ``view.latest``.
+
+    ``since`` (due volumes only) is the due threshold of this run: a snapshot of the volume started at or
+    after it would have made the volume not due (``now + grace - interval``, or the cron point minus the
+    grace). Another run's snapshot of the same period starts after it (see ``rival_of``).
+    """
+    latest = latest_snapshots(snapshots, options.name)
+    pending = pending_volumes(snapshots, options.name)
+    grace = options.grace_at(now)
+    status = {}
+    for view in views:
+        view.latest = latest.get(view.volume_id)
+        start = _start_time(view.latest) if view.latest else None
+        due, next_due = schedule.is_due(options.frequency, now, start, grace)
+        in_flight = view.volume_id in pending
+        if in_flight and due:
+            due, next_due = False, now
+        since = None
+        if due:
+            since = next_due - grace if options.frequency.interval is None else now + grace - options.frequency.interval
+        status[view.volume_id] = (due, next_due, in_flight, since)
+    return status
+
+
+def _set_actions(options, views, volumes, instances_by_id, status, time_vars, selected_instance_ids):
+    """With ``crash_consistent``: one set action per selected instance with a due member; and the member ids."""
+    members_by_instance = {}
+    for view in views:
+        if view.instance_id in selected_instance_ids:
+            members_by_instance.setdefault(view.instance_id, []).append(view)
+    attached_by_instance = {}
+    for volume in volumes:
+        instance_id, device = attachment_of(volume)
+        if instance_id in members_by_instance:
+            attached_by_instance.setdefault(instance_id, {})[volume["VolumeId"]] = VolumeView(
+                volume, instances_by_id.get(instance_id), instance_id, device, None)
+    actions, in_sets = [], set()
+    for instance_id in sorted(members_by_instance):
+        members = members_by_instance[instance_id]
+        in_sets.update(view.volume_id for view in members)
+        since = {view.volume_id: _iso(status[view.volume_id][3]) for view in members if status[view.volume_id][0]}
+        if since:
+            attached = sorted(attached_by_instance[instance_id].values(), key=lambda v: v.volume_id)
+            action = _set_action(options, instance_id, instances_by_id.get(instance_id), members, attached, time_vars)
+            action["since"] = since
+            actions.append(action)
+    return actions, in_sets
+
+
 def plan(options, volumes, instances, snapshots, now, selected_instance_ids=()):
     """Decide what to create.
 
@@ -468,59 +568,31 @@ def plan(options, volumes, instances, snapshots, now, selected_instance_ids=()):
     datetime. ``selected_instance_ids``: the instances matched by ``instance_filters`` (their tags are
     copied; with ``crash_consistent`` they get one multi-volume set each).
 
+    Each action carries ``since``: its due volumes -> their due threshold (ISO 8601, see ``_due_status``).
     Returns a ``Plan``; raises ``PolicyError`` when a rendered name, description or tag set is invalid.
     """
     now = schedule.require_aware(now, "now").astimezone(schedule.UTC)
     selected_instance_ids = set(selected_instance_ids or ())
     views, excluded, instances_by_id = _select(options, volumes, instances)
-    latest = latest_snapshots(snapshots, options.name)
-    pending = pending_volumes(snapshots, options.name)
-    grace = options.grace_at(now)
     time_vars = time_variables(now)
+    status = _due_status(options, views, snapshots, now)
 
-    due_views, not_due = [], []
-    due_by_volume = {}
-    for view in views:
-        view.latest = latest.get(view.volume_id)
-        start = _start_time(view.latest) if view.latest else None
-        due, next_due = schedule.is_due(options.frequency, now, start, grace)
-        in_flight = view.volume_id in pending
-        if in_flight and due:
-            due, next_due = False, now
-        due_by_volume[view.volume_id] = due
-        if due:
-            due_views.append(view)
-        else:
-            not_due.append((view, next_due, in_flight))
-
-    actions = []
-    in_sets = set()
+    actions, in_sets = [], set()
     if options.crash_consistent:
-        members_by_instance = {}
-        for view in views:
-            if view.instance_id in selected_instance_ids:
-                members_by_instance.setdefault(view.instance_id, []).append(view)
-        attached_by_instance = {}
-        for volume in volumes:
-            instance_id, device = attachment_of(volume)
-            if instance_id in members_by_instance:
-                attached_by_instance.setdefault(instance_id, {})[volume["VolumeId"]] = VolumeView(
-                    volume, instances_by_id.get(instance_id), instance_id, device, None)
-        for instance_id in sorted(members_by_instance):
-            members = members_by_instance[instance_id]
-            in_sets.update(view.volume_id for view in members)
-            if any(due_by_volume[view.volume_id] for view in members):
-                attached = sorted(attached_by_instance[instance_id].values(), key=lambda v: v.volume_id)
-                actions.append(_set_action(options, instance_id, instances_by_id.get(instance_id), members, attached, time_vars))
-    for view in due_views:
-        if view.volume_id not in in_sets:
-            actions.append(_volume_action(options, view, time_vars, selected_instance_ids))
+        actions, in_sets = _set_actions(options, views, volumes, instances_by_id, status, time_vars, selected_instance_ids)
+    for view in views:
+        if status[view.volume_id][0] and view.volume_id not in in_sets:
+            action = _volume_action(options, view, time_vars, selected_instance_ids)
+            action["since"] = {view.volume_id: _iso(status[view.volume_id][3])}
+            actions.append(action)
 
     covered = {volume_id for action in actions for volume_id in action["volume_ids"]}
+    not_due = [_not_due_item(view, status[view.volume_id][1], status[view.volume_id][2])
+               for view in views if not status[view.volume_id][0] and view.volume_id not in covered]
     return Plan(
         matched=[view.volume_id for view in views],
         actions=actions,
-        not_due=[_not_due_item(view, next_due, in_flight) for view, next_due, in_flight in not_due if view.volume_id not in covered],
+        not_due=not_due,
         excluded=excluded,
         latest={view.volume_id: view.latest for view in views if view.latest},
     )
@@ -604,8 +676,92 @@ def build_diff(the_plan, created):
     return {"before": before, "after": after}
 
 
+def build_result(the_plan, created, superseded, failed):
+    """The module result (without ``diff``): what was created, superseded, not due, matched, excluded, failed."""
+    return dict(
+        changed=bool(created),
+        created=created,
+        superseded=superseded,
+        not_due=the_plan.not_due,
+        matched=the_plan.matched,
+        excluded=the_plan.excluded,
+        errors=failed,
+        summary=dict(
+            matched=len(the_plan.matched),
+            created=len(created),
+            superseded=sum(len(item["snapshot_ids"]) for item in superseded if item["status"] == "removed"),
+            not_due=len(the_plan.not_due),
+            errors=len(failed),
+            requests=len(the_plan.actions),
+        ),
+    )
+
+
 def snapshot_states(snapshots):
     """Split DescribeSnapshots items into ``(pending_ids, error_ids)`` (sorted)."""
     pending = sorted(s["SnapshotId"] for s in snapshots if s.get("State") == "pending")
     errors = sorted(s["SnapshotId"] for s in snapshots if s.get("State") == ERROR_STATE)
     return pending, errors
+
+
+# --- runs that overlap: at most one snapshot per volume and due period ---------------------------
+
+# How long a run waits after its creations before it looks for another run's snapshots of the same period.
+# It must exceed the resolution of StartTime (a second, at worst) plus the time EC2 takes to list a new
+# snapshot: then either run's check sees the other's snapshot, or the other snapshot started this much
+# later, so (StartTime, SnapshotId) orders the two the same way for both runs (see ``rival_of``).
+DUPLICATE_CHECK_SECONDS = 3.0
+
+
+def _key(snap):
+    return (_start_time(snap), snap["SnapshotId"])
+
+
+def rival_of(action, ours, snapshots, policy_name):
+    """The snapshot that makes this run's new snapshots of ``action`` redundant, or ``None``.
+
+    ``ours``: the snapshots this run just made for ``action`` (CreateSnapshot(s) answers or fresh reads).
+    ``snapshots``: this policy's snapshots of the action's volumes, read *after* creating. Candidates are
+    the snapshots of the action's due volumes that count (``counts_for_volume``), are not ``ours`` and
+    started at or after that volume's due threshold (``action["since"]``): they belong to the same due
+    period, so another run made them. There is a rival when every due volume has a candidate (a
+    crash-consistent set is only given up for another run's snapshots of all its due volumes, never for a
+    snapshot of one member) and the oldest candidate is older, by ``(StartTime, SnapshotId)``, than the
+    oldest of ``ours``; it is returned. Each run removes its own snapshots when it finds a rival, so:
+
+    * two runs never both remove theirs: each would need the other's oldest to be the older;
+    * at most one stays: a run checks ``DUPLICATE_CHECK_SECONDS`` after its creation. A snapshot it does
+      not see then was started later than that, so it is the newer one, and its own run, which does see
+      the first one, removes it.
+    """
+    our_ids = {snap["SnapshotId"] for snap in ours}
+    if not our_ids:
+        return None
+    since = {volume_id: datetime.fromisoformat(value) for volume_id, value in (action.get("since") or {}).items() if value}
+    oldest_by_volume = {}
+    for snap in snapshots:
+        volume_id = counts_for_volume(snap, policy_name)
+        if volume_id not in since or snap["SnapshotId"] in our_ids or _start_time(snap) < since[volume_id]:
+            continue
+        if volume_id not in oldest_by_volume or _key(snap) < _key(oldest_by_volume[volume_id]):
+            oldest_by_volume[volume_id] = snap
+    if not since or set(oldest_by_volume) != set(since):
+        return None
+    rival = min(oldest_by_volume.values(), key=_key)
+    return rival if _key(rival) < min(_key(snap) for snap in ours) else None
+
+
+def superseded_item(action, ours, rival, status="removed", error=None):
+    """A ``superseded`` result item: this run's redundant snapshots of ``action`` and the older one that stays."""
+    item = {
+        "kind": action["kind"],
+        "volume_ids": list(action["volume_ids"]),
+        "instance_id": action["instance_id"],
+        "snapshot_ids": sorted(snap["SnapshotId"] for snap in ours),
+        "kept_snapshot_id": rival["SnapshotId"],
+        "kept_start_time": _iso(_start_time(rival)),
+        "status": status,
+    }
+    if error:
+        item["error"] = error
+    return item

@@ -10,15 +10,18 @@ and the per-snapshot outcomes into the module result and its diff. No AWS call a
 """
 from __future__ import annotations
 
+import email.utils
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 
-from ansible_collections.blockwise.ebs.plugins.module_utils import retention
+from ansible_collections.blockwise.ebs.plugins.module_utils import fleet, retention
 from ansible_collections.blockwise.ebs.plugins.module_utils.policy import POLICY_TAG
 from ansible_collections.blockwise.ebs.plugins.module_utils.templates import TemplateError, check_tag_key
 
 DEFAULT_MAX_DELETIONS = 50
+DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 64
-DIRECT_API_VOLUME = "vol-ffffffff"
+DIRECT_API_VOLUME = retention.PLACEHOLDER_VOLUME_ID
 
 # Outcomes of one deletion.
 DELETED = "deleted"
@@ -28,6 +31,10 @@ PLANNED = "planned"
 BLOCKED = "blocked"
 
 NOT_FOUND_CODES = ("InvalidSnapshot.NotFound",)
+
+# How far the clock of the node that runs the module may be from AWS's before keep_within counts back from
+# AWS's time instead (AWS itself refuses requests signed more than 15 minutes off).
+CLOCK_TOLERANCE = timedelta(minutes=5)
 
 
 class PruneError(ValueError):
@@ -70,6 +77,9 @@ def options_from_params(params):
         raise PruneError("policy must be a non-empty policy name, got %r" % (policy,))
     if not isinstance(filters, dict):
         raise PruneError("filters must be a dictionary of EC2 DescribeSnapshots filters, got %r" % (filters,))
+    problem = fleet.filter_problem(filters, "filters")
+    if problem:
+        raise PruneError(problem)
     if not policy and not filters:
         raise PruneError(
             "no scope: set policy (snapshots tagged %s=<policy>) or filters (EC2 DescribeSnapshots filters);"
@@ -100,8 +110,10 @@ def options_from_params(params):
         max_deletions = DEFAULT_MAX_DELETIONS
     if isinstance(max_deletions, bool) or not isinstance(max_deletions, int) or max_deletions < 1:
         raise PruneError("max_deletions must be an integer >= 1, got %r" % (max_deletions,))
-    concurrency = params.get("max_concurrency") or 4
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
+    concurrency = params.get("max_concurrency")
+    if concurrency is None:
+        concurrency = DEFAULT_CONCURRENCY
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
         raise PruneError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
     return PruneOptions(
         policy=policy or "",
@@ -115,9 +127,34 @@ def options_from_params(params):
     )
 
 
+def reference_time(local_now, server_date):
+    """The time ``keep_within`` counts back from, and a warning or ``None``.
+
+    ``server_date`` is the HTTP ``Date`` header of an AWS answer (AWS's clock, which also set every
+    snapshot's StartTime). When the local clock is more than ``CLOCK_TOLERANCE`` off it, AWS's time is
+    used: a node whose clock runs days ahead would otherwise find every snapshot older than it is and
+    keep none of them by ``keep_within``.
+    """
+    try:
+        server = email.utils.parsedate_to_datetime(server_date) if server_date else None
+    except (TypeError, ValueError, IndexError):
+        server = None
+    if server is None:
+        return local_now, None
+    if server.tzinfo is None:
+        server = server.replace(tzinfo=timezone.utc)
+    skew = local_now - server
+    if abs(skew) <= CLOCK_TOLERANCE:
+        return local_now, None
+    return server, ("the clock of this node is %s %s AWS's (%s); keep_within counts back from AWS's time"
+                    % (abs(skew), "ahead of" if skew > timedelta(0) else "behind", server.isoformat()))
+
+
 def volume_ids_of(snapshot_items):
-    """The real volume ids the snapshots were taken from (EBS direct API snapshots have none)."""
-    return sorted({item.get("VolumeId") for item in snapshot_items if item.get("VolumeId") and item.get("VolumeId") != DIRECT_API_VOLUME})
+    """The real volumes whose snapshots are grouped by volume (not the placeholder of the EBS direct APIs,
+    not lineage-tagged snapshots, not copies without lineage): the volumes a ``retention_tag`` is read from."""
+    groups = {retention.group_of(retention.Snapshot.from_api(item)) for item in snapshot_items}
+    return sorted(group for group in groups if group and not group.startswith(retention.LINEAGE_GROUP_PREFIX))
 
 
 @dataclass
@@ -183,30 +220,34 @@ def _item(decision, **extra):
     return item
 
 
+def _outcome_items(the_plan, outcomes, check_mode, blocked):
+    """Sort the planned deletions by what happened: ``(deleted, already_gone, failed, blocked)`` item lists."""
+    deleted, gone, failed, blocked_items = [], [], [], []
+    for decision in the_plan.deletions:
+        if blocked:
+            blocked_items.append(_item(decision, status=BLOCKED))
+        elif check_mode:
+            deleted.append(_item(decision, status=PLANNED))
+        else:
+            status, error = outcomes.get(decision.snapshot_id, (FAILED, "not attempted"))
+            if status == FAILED:
+                failed.append(_item(decision, status=FAILED, error=error))
+            elif status == ALREADY_GONE:
+                gone.append(_item(decision, status=ALREADY_GONE))
+            else:
+                deleted.append(_item(decision, status=DELETED))
+    return deleted, gone, failed, blocked_items
+
+
 def build_result(the_plan, outcomes=None, check_mode=False, blocked=False):
     """The module result (without ``msg``) and its diff.
 
     ``outcomes``: snapshot_id -> ``(status, error)`` for the deletions that were attempted (``deleted``,
     ``already-gone`` or ``failed``); ignored in check mode and when ``blocked`` by the circuit breaker.
+    A snapshot that was already gone was not deleted by this run: it is listed under ``already_gone``,
+    not ``deleted``, and does not make the run ``changed`` nor appear in the diff.
     """
-    outcomes = outcomes or {}
-    deleted, failed, blocked_items = [], [], []
-    gone_ids = set()
-    for decision in the_plan.deletions:
-        if blocked:
-            blocked_items.append(_item(decision, status=BLOCKED))
-            continue
-        if check_mode:
-            deleted.append(_item(decision, status=PLANNED))
-            gone_ids.add(decision.snapshot_id)
-            continue
-        status, error = outcomes.get(decision.snapshot_id, (FAILED, "not attempted"))
-        if status == FAILED:
-            failed.append(_item(decision, status=FAILED, error=error))
-        else:
-            deleted.append(_item(decision, status=status))
-            gone_ids.add(decision.snapshot_id)
-
+    deleted, gone, failed, blocked_items = _outcome_items(the_plan, outcomes or {}, check_mode, blocked)
     volumes = retention.summarize(the_plan.decisions)
     for volume_id, counts in volumes.items():
         if volume_id in the_plan.tag_counts:
@@ -214,8 +255,9 @@ def build_result(the_plan, outcomes=None, check_mode=False, blocked=False):
         if volume_id in the_plan.held:
             counts["held"] = the_plan.held[volume_id]
     result = {
-        "changed": bool(gone_ids) and not blocked,
+        "changed": bool(deleted),
         "deleted": deleted,
+        "already_gone": gone,
         "kept": [_item(d) for d in the_plan.of(retention.KEEP)],
         "protected": [_item(d) for d in the_plan.of(retention.PROTECT)],
         "errors": failed,
@@ -227,26 +269,26 @@ def build_result(the_plan, outcomes=None, check_mode=False, blocked=False):
             "kept": len(the_plan.of(retention.KEEP)),
             "protected": len(the_plan.of(retention.PROTECT)),
             "errors": len(failed),
-            "already_gone": sum(1 for item in deleted if item["status"] == ALREADY_GONE),
+            "already_gone": len(gone),
             "planned_deletions": len(the_plan.deletions),
         },
     }
     if blocked:
         result["blocked"] = blocked_items
-    result["diff"] = build_diff(the_plan, gone_ids)
+    result["diff"] = build_diff(the_plan, {item["snapshot_id"] for item in deleted})
     return result
 
 
 def build_diff(the_plan, gone_ids):
-    """Per volume that loses snapshots: its snapshot ids (newest first) before and after."""
+    """Per retention group that loses snapshots: its snapshot ids (newest first) before and after."""
     before, after = {}, {}
-    touched = {decision.volume_id for decision in the_plan.decisions if decision.snapshot_id in gone_ids}
+    touched = {decision.group for decision in the_plan.decisions if decision.snapshot_id in gone_ids}
     for decision in the_plan.decisions:
-        if decision.volume_id not in touched:
+        if decision.group not in touched:
             continue
-        before.setdefault(decision.volume_id, []).append(decision.snapshot_id)
+        before.setdefault(decision.group, []).append(decision.snapshot_id)
         if decision.snapshot_id not in gone_ids:
-            after.setdefault(decision.volume_id, []).append(decision.snapshot_id)
+            after.setdefault(decision.group, []).append(decision.snapshot_id)
         else:
-            after.setdefault(decision.volume_id, [])
+            after.setdefault(decision.group, [])
     return {"before": before, "after": after}

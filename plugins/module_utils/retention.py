@@ -8,9 +8,13 @@ policy, now, protections) to one ``Decision`` per snapshot, each with its reason
 ``now`` is passed in.
 
 Semantics
-    * Snapshots are grouped by ``volume_id``. Inside a group they are ordered newest first by
-      ``(start_time, snapshot_id)``: of two snapshots with the same start time, the one with the greater
-      ``snapshot_id`` counts as the newer. The input order never matters.
+    * Snapshots are grouped by ``group_of``: the ``blockwise:lineage`` tag when there is one (group
+      ``lineage:<value>``, never merged with a real volume id), else the ``volume_id``. A snapshot whose
+      volume id says nothing (the placeholder ``vol-ffffffff`` of every snapshot made through the EBS
+      direct APIs, or any copy, whose volume id AWS makes arbitrary) and that has no lineage is *held*:
+      protected with the reason ``no-lineage``, never grouped, never deleted. Inside a group snapshots are
+      ordered newest first by ``(start_time, snapshot_id)``: of two snapshots with the same start time,
+      the one with the greater ``snapshot_id`` counts as the newer. The input order never matters.
     * A snapshot is *protected* (action ``protect``) when its state is not ``completed`` (reason: the
       state, e.g. ``pending``), when the caller says so (``protected``: e.g. ``ami:ami-0123``,
       ``protect-tag``), when it is out of scope (``out-of-scope``) or when its volume is held
@@ -23,7 +27,10 @@ Semantics
         - ``keep_hourly``/``keep_daily``/``keep_weekly``/``keep_monthly``/``keep_yearly`` N: calendar
           buckets (hour, day, ISO week, month, year) of the start time in ``policy.timezone``; walking
           newest first, the first N distinct buckets each keep their newest candidate. Buckets with no
-          snapshot are skipped, not counted (restic semantics);
+          snapshot are skipped, not counted (restic semantics). Daylight saving time: an hour bucket is a
+          local hour *and* its UTC offset, so the hour that repeats when summer time ends is two buckets
+          (two real hours), and a day, week, month or year is a local calendar one, however many hours
+          it has (a 23- or 25-hour day is one day);
         - ``keep_within`` D: every candidate with ``start_time >= now - D``;
         - ``minimum`` N: the N newest candidates, whatever the other rules say (reason ``minimum``).
       Any other candidate is deleted with the reason ``no rule keeps it``.
@@ -47,9 +54,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Optional
 
-from ansible_collections.blockwise.ebs.plugins.module_utils.schedule import get_zone, parse_duration, require_aware, UTC
+from ansible_collections.blockwise.ebs.plugins.module_utils.schedule import check_duration_range, get_zone, parse_duration, require_aware, UTC
 
 PROTECT_TAG = "blockwise:protect"
+LINEAGE_TAG = "blockwise:lineage"
+# Written on every copy (with the source's lineage in LINEAGE_TAG); a copy's own VolumeId is arbitrary.
+COPY_SOURCE_TAG = "blockwise:source-snapshot"
+# The VolumeId AWS gives every snapshot made through the EBS direct APIs.
+PLACEHOLDER_VOLUME_ID = "vol-ffffffff"
+LINEAGE_GROUP_PREFIX = "lineage:"
 
 KEEP = "keep"
 DELETE = "delete"
@@ -63,6 +76,7 @@ REASON_OUT_OF_SCOPE = "out-of-scope"
 REASON_TAG_INVALID = "retention-tag-invalid"
 REASON_MINIMUM = "minimum"
 REASON_WITHIN = "keep_within"
+REASON_NO_LINEAGE = "no-lineage"
 
 COUNT_RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 RULES = COUNT_RULES + ("keep_within",)
@@ -77,7 +91,9 @@ class RetentionError(ValueError):
 
 
 def _hour_key(local):
-    return (local.year, local.month, local.day, local.hour)
+    # The UTC offset tells the two passes of a repeated hour apart (02:30 CEST and 02:30 CET at the end of
+    # summer time are an hour apart): each (local hour, offset) is one contiguous stretch of at most an hour.
+    return (local.year, local.month, local.day, local.hour, local.utcoffset())
 
 
 def _day_key(local):
@@ -149,6 +165,10 @@ class RetentionPolicy:
                 raise RetentionError("retention.keep_within must be a timedelta, got %r" % (self.keep_within,))
             if self.keep_within <= timedelta(0):
                 raise RetentionError("retention.keep_within must be positive, got %s" % self.keep_within)
+            try:
+                check_duration_range(self.keep_within)
+            except ValueError as exc:
+                raise RetentionError("retention.keep_within: %s" % exc) from exc
         if isinstance(self.minimum, bool) or not isinstance(self.minimum, int):
             raise RetentionError("retention.minimum must be an integer, got %r" % (self.minimum,))
         if self.minimum < 0:
@@ -176,7 +196,8 @@ class RetentionPolicy:
 
         ``keep_within`` is a duration string (``"30 days"``) or a ``timedelta``; counts are integers
         (digit strings are accepted). Unknown keys, missing rules, ``keep_* < 1``, ``minimum < 0``,
-        unknown time zones and unparsable durations raise ``RetentionError`` naming ``<prefix>.<option>``.
+        unknown time zones, unparsable, empty or out-of-range durations raise ``RetentionError`` naming
+        ``<prefix>.<option>``.
         """
         if options is None:
             options = {}
@@ -190,7 +211,12 @@ class RetentionPolicy:
             if options.get(name) is not None:
                 values[name] = _as_count(options[name], "%s.%s" % (prefix, name), 1)
         within = options.get("keep_within")
-        if within is not None and within != "":
+        if within is not None:
+            if isinstance(within, str) and not within.strip():
+                raise RetentionError(
+                    "%s.keep_within: an empty duration is refused (it would turn the rule off without a word);"
+                    " give a duration such as '30 days', or leave keep_within out" % prefix
+                )
             try:
                 values["keep_within"] = parse_duration(within)
             except ValueError as exc:
@@ -243,13 +269,34 @@ class Snapshot:
         )
 
 
+def group_of(snapshot):
+    """The retention group of a ``Snapshot``: which disk it belongs to, or ``None`` when that is unknown.
+
+    * a ``blockwise:lineage`` tag (written by ``ebs_block_put`` and by copies) -> ``"lineage:<value>"``,
+      whatever the volume id: a namespace of its own, never merged with a real volume's snapshots;
+    * else a real source volume -> its ``volume_id``;
+    * else ``None``: the placeholder ``vol-ffffffff`` (EBS direct API snapshots), no volume id, or a copy
+      (``blockwise:source-snapshot``) without lineage. Such snapshots are held, never grouped.
+
+    A module that makes snapshots of a disk without a real volume only has to write the lineage tag.
+    """
+    tags = snapshot.tags or {}
+    if LINEAGE_TAG in tags:
+        lineage = str(tags.get(LINEAGE_TAG) or "").strip()
+        return LINEAGE_GROUP_PREFIX + lineage if lineage else None
+    if not snapshot.volume_id or snapshot.volume_id == PLACEHOLDER_VOLUME_ID or COPY_SOURCE_TAG in tags:
+        return None
+    return snapshot.volume_id
+
+
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one snapshot (``keep``, ``delete`` or ``protect``) and why."""
+    """What to do with one snapshot (``keep``, ``delete`` or ``protect``) and why; ``group`` is its retention group."""
 
     snapshot: Snapshot
     action: str
     reasons: tuple = ()
+    group: str = ""
 
     @property
     def snapshot_id(self):
@@ -399,6 +446,56 @@ def keep_reasons(candidates, policy, now):
     return reasons
 
 
+def _group_snapshots(snapshots):
+    """``{group: [(snapshot, held)]}``; a held snapshot (no known lineage) is listed under its own volume id."""
+    groups = {}
+    seen_ids = set()
+    for snap in snapshots:
+        if snap.snapshot_id in seen_ids:
+            raise RetentionError("snapshot %s appears more than once in the input" % snap.snapshot_id)
+        seen_ids.add(snap.snapshot_id)
+        require_aware(snap.start_time, "start_time of %s" % snap.snapshot_id)
+        group = group_of(snap)
+        groups.setdefault(group if group is not None else snap.volume_id, []).append((snap, group is None))
+    return groups
+
+
+def _protect_reasons(snap, no_lineage, protected, in_scope, held):
+    why = []
+    if snap.state != COMPLETED:
+        why.append(snap.state)
+    extra = protected.get(snap.snapshot_id) or ()
+    why.extend((extra,) if isinstance(extra, str) else extra)
+    if not _in_scope(in_scope, snap):
+        why.append(REASON_OUT_OF_SCOPE)
+    if no_lineage:
+        why.append(REASON_NO_LINEAGE)
+    if held:
+        why.append(REASON_TAG_INVALID)
+    return why
+
+
+def _decide_group(group, members, policy, now, protected, in_scope, held):
+    candidates, slots = [], []
+    for snap, no_lineage in sorted(members, key=lambda item: _newest_first(item[0]), reverse=True):
+        why = _protect_reasons(snap, no_lineage, protected, in_scope, held)
+        if why:
+            slots.append(Decision(snap, PROTECT, _dedupe(why), group))
+        else:
+            slots.append(len(candidates))
+            candidates.append(snap)
+    kept = keep_reasons(candidates, policy, now)
+    decisions = []
+    for slot in slots:
+        if isinstance(slot, Decision):
+            decisions.append(slot)
+        elif slot in kept:
+            decisions.append(Decision(candidates[slot], KEEP, _dedupe(kept[slot]), group))
+        else:
+            decisions.append(Decision(candidates[slot], DELETE, (REASON_DELETE,), group))
+    return decisions
+
+
 def decide(snapshots, policy, now, protected=None, in_scope=None, policy_by_volume=None, held_volumes=None):
     """Decide, for every snapshot, ``keep``, ``delete`` or ``protect``, with reasons.
 
@@ -409,72 +506,38 @@ def decide(snapshots, policy, now, protected=None, in_scope=None, policy_by_volu
     ``policy_by_volume``: volume_id -> ``RetentionPolicy`` replacing ``policy`` for that volume.
     ``held_volumes``: volume ids (or volume_id -> message) whose snapshots are all protected.
 
-    Returns one ``Decision`` per snapshot, ordered by volume_id, then newest first.
+    Snapshots are grouped by ``group_of``; those without a known lineage are protected (``no-lineage``).
+    Returns one ``Decision`` per snapshot, ordered by group, then newest first.
     """
     if not isinstance(policy, RetentionPolicy):
         raise TypeError("policy must be a RetentionPolicy, got %r" % (policy,))
     now = require_aware(now, "now").astimezone(UTC)
-    protected = protected or {}
     policy_by_volume = policy_by_volume or {}
     held_volumes = held_volumes or ()
-
-    groups = {}
-    seen_ids = set()
-    for snap in snapshots:
-        if snap.snapshot_id in seen_ids:
-            raise RetentionError("snapshot %s appears more than once in the input" % snap.snapshot_id)
-        seen_ids.add(snap.snapshot_id)
-        require_aware(snap.start_time, "start_time of %s" % snap.snapshot_id)
-        groups.setdefault(snap.volume_id, []).append(snap)
-
+    groups = _group_snapshots(snapshots)
     decisions = []
-    for volume_id in sorted(groups):
-        group = sorted(groups[volume_id], key=_newest_first, reverse=True)
-        volume_policy = policy_by_volume.get(volume_id, policy)
-        held = volume_id in held_volumes
-        candidates = []
-        slots = []
-        for snap in group:
-            why = []
-            if snap.state != COMPLETED:
-                why.append(snap.state)
-            extra = protected.get(snap.snapshot_id) or ()
-            why.extend((extra,) if isinstance(extra, str) else extra)
-            if not _in_scope(in_scope, snap):
-                why.append(REASON_OUT_OF_SCOPE)
-            if held:
-                why.append(REASON_TAG_INVALID)
-            if why:
-                slots.append(Decision(snap, PROTECT, _dedupe(why)))
-            else:
-                slots.append(len(candidates))
-                candidates.append(snap)
-        kept = keep_reasons(candidates, volume_policy, now)
-        for slot in slots:
-            if isinstance(slot, Decision):
-                decisions.append(slot)
-            elif slot in kept:
-                decisions.append(Decision(candidates[slot], KEEP, _dedupe(kept[slot])))
-            else:
-                decisions.append(Decision(candidates[slot], DELETE, (REASON_DELETE,)))
+    for group in sorted(groups):
+        decisions.extend(_decide_group(group, groups[group], policy_by_volume.get(group, policy), now, protected or {},
+                                       in_scope, group in held_volumes))
     return decisions
 
 
 def summarize(decisions):
-    """Per-volume counts: ``{volume_id: {"keep": n, "delete": n, "protect": n}}``."""
+    """Per-group counts: ``{group: {"keep": n, "delete": n, "protect": n}}`` (a group is a volume id or ``lineage:<value>``)."""
     counts = {}
     for decision in decisions:
-        per_volume = counts.setdefault(decision.snapshot.volume_id, {action: 0 for action in ACTIONS})
-        per_volume[decision.action] += 1
-    return {volume_id: counts[volume_id] for volume_id in sorted(counts)}
+        per_group = counts.setdefault(decision.group or decision.snapshot.volume_id, {action: 0 for action in ACTIONS})
+        per_group[decision.action] += 1
+    return {group: counts[group] for group in sorted(counts)}
 
 
 def to_result(decision):
-    """A module-result item: snapshot_id, volume_id, start_time (ISO 8601, UTC) and reasons (list)."""
+    """A module-result item: snapshot_id, volume_id, group, start_time (ISO 8601, UTC) and reasons (list)."""
     snap = decision.snapshot
     return {
         "snapshot_id": snap.snapshot_id,
         "volume_id": snap.volume_id,
+        "group": decision.group or snap.volume_id,
         "start_time": snap.start_time.astimezone(UTC).isoformat(),
         "reasons": list(decision.reasons),
     }

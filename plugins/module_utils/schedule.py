@@ -10,7 +10,9 @@ Durations
     ``"1d"``, ``"30m"``, ``"2w"``, ``"90 days"``, ``"1h30m"``, ``"1.5h"``, ``"01:30:00"``. A bare
     number (``3600`` or ``"7"``) is refused: it is too easy to mean days and get seconds, so a unit is
     required (``"3600s"``, ``"7d"``). Months and years are refused too (their length varies): use days
-    or weeks. Zero and negative durations are refused.
+    or weeks. Zero and negative durations are refused, and so are durations longer than
+    ``MAX_DURATION`` (36500 days, about 100 years): ``"99999999 weeks"`` would otherwise pass here and
+    end in "date value out of range" once the module subtracts it from the current time, after reading.
 
 Frequencies
     ``parse_frequency`` accepts a duration (an *interval*: due when the newest snapshot is older than
@@ -22,11 +24,18 @@ Frequencies
     refused. When both day-of-month and day-of-week are restricted, either matching fires (classic cron).
 
 Daylight saving time (cron only), the classic cron behaviour:
-    * a fire time that falls in a skipped hour (spring forward) fires at the first instant after the
-      jump (``30 2 * * *`` in Europe/Berlin fires at 03:00 CEST on the last Sunday of March);
+    * expressions with a fixed minute and hour (neither field starting with ``*``): a fire time that
+      falls in a skipped hour (spring forward) fires at the first instant after the jump (``30 2 * * *``
+      in Europe/Berlin fires at 03:00 CEST on the last Sunday of March); expressions whose minute or hour
+      field starts with ``*`` follow the wall clock, so their fire times in the skipped hour do not
+      happen (``0 */2 * * *`` fires at 00:00 CET and then 04:00 CEST);
     * in a repeated hour (fall back), expressions with a fixed minute and hour (neither field starting
       with ``*``) fire once, at the first occurrence; expressions whose minute or hour field starts with
-      ``*`` (``0 * * * *``, ``*/15 * * * *``, ``0 */2 * * *``) follow the wall clock and fire in both.
+      ``*`` (``0 * * * *``, ``*/15 * * * *``, ``0 */2 * * *``) follow the wall clock and fire in both
+      (also for the 30-minute changes of Australia/Lord_Howe).
+
+    croniter only walks naive wall-clock times here; this module maps them to instants with the rules
+    above (``_instants``), so the behaviour does not depend on croniter's own time zone handling.
 
 Grace (jobs that start a little early)
     A scheduler that runs a playbook "every 12 hours" does not start it at exactly the same second each
@@ -106,8 +115,18 @@ _CRON_RANGE_RE = re.compile(r"(?<![0-9])([0-9]+)-([0-9]+)")
 # Letters left in a field once month/day names are removed: only ``L`` (last) where croniter knows it.
 _CRON_LETTERS_ALLOWED = ("", "", "L", "", "L")
 
-# Safety bound when skipping repeated wall-clock fire times; one DST overlap never needs more.
+# Safety bound of the wall-clock walk of one cron step.
 _MAX_CRON_STEPS = 10000
+# More than any clock change moves local time (daylight saving time moves it by 30 minutes to 2 hours).
+_CLOCK_CHANGE_MARGIN = timedelta(hours=3)
+
+
+# The longest duration any option takes: far beyond any schedule or retention, far inside datetime's range.
+MAX_DURATION = timedelta(days=36500)
+
+
+class DurationRangeError(ValueError):
+    """A duration that parses but is out of range (longer than ``MAX_DURATION``)."""
 
 
 class MissingLibraryError(RuntimeError):
@@ -158,12 +177,13 @@ def parse_duration(text):
 
     Accepts a ``timedelta`` (returned as is when positive) or a string with units, e.g. ``"12 hours"``,
     ``"1d"``, ``"30m"``, ``"2w"``, ``"90 days"``, ``"1h30m"``. Bare numbers, months/years, zero,
-    negative or unparsable values raise ``ValueError`` naming the value.
+    negative or unparsable values raise ``ValueError`` naming the value; durations longer than
+    ``MAX_DURATION`` raise ``DurationRangeError`` (a ``ValueError``).
     """
     if isinstance(text, timedelta):
         if text <= timedelta(0):
             raise ValueError("duration %r must be positive" % (str(text),))
-        return text
+        return check_duration_range(text, str(text))
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError("cannot parse duration %r: expected a string such as '12 hours', '1d' or '30m'" % (text,))
     raw = str(text).strip()
@@ -180,10 +200,20 @@ def parse_duration(text):
         raise ValueError("cannot parse duration '%s': expected e.g. '12 hours', '1d', '30m', '2w' or '90 days'" % raw)
     if seconds <= 0:
         raise ValueError("duration '%s' must be positive" % raw)
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError as exc:
-        raise ValueError("duration '%s' is too large" % raw) from exc
+    if seconds > MAX_DURATION.total_seconds():
+        raise _too_long(raw)
+    return check_duration_range(timedelta(seconds=seconds), raw)
+
+
+def _too_long(raw):
+    return DurationRangeError("duration '%s' is too long: at most %d days (about 100 years)" % (raw, MAX_DURATION.days))
+
+
+def check_duration_range(value, raw=None):
+    """``value`` (a ``timedelta``) if it is at most ``MAX_DURATION``, else ``DurationRangeError`` naming ``raw``."""
+    if value > MAX_DURATION:
+        raise _too_long(raw if raw is not None else str(value))
+    return value
 
 
 @dataclass(frozen=True)
@@ -279,6 +309,8 @@ def parse_frequency(text, timezone="UTC"):
         return _parse_cron(raw, raw, timezone)
     try:
         interval = parse_duration(raw)
+    except DurationRangeError:
+        raise
     except ValueError as exc:
         raise ValueError(
             "frequency '%s' is neither a duration (e.g. '12 hours', '1d', '30m') nor a 5-field cron expression (e.g. '0 2 * * *'): %s"
@@ -287,25 +319,81 @@ def parse_frequency(text, timezone="UTC"):
     return Frequency(text=raw, interval=interval, timezone=timezone)
 
 
-def _is_second_occurrence(value):
-    """True when the local wall time of ``value`` is repeated (fall back) and ``value`` is its second instant."""
-    wall = value.replace(tzinfo=None)
-    first = wall.replace(tzinfo=value.tzinfo, fold=0).utcoffset()
-    second = wall.replace(tzinfo=value.tzinfo, fold=1).utcoffset()
-    return first > second and value.utcoffset() == second
+def _gap_end(zone, wall):
+    """The first instant after the forward jump that skips the (nonexistent) local wall time ``wall``."""
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)  # the offset after the jump: an instant before it
+    high = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # the offset before the jump: an instant after it
+    before = low.astimezone(zone).utcoffset()
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).utcoffset() == before:
+            low = middle
+        else:
+            high = middle
+    return high.replace(microsecond=0)
+
+
+def _instants(freq, zone, wall):
+    """The instants (aware UTC) at which the matching local wall time ``wall`` (naive) fires.
+
+    One for an ordinary wall time; in a repeated hour both passes, or only the first for a fixed-time
+    expression; in a skipped hour none, or the first instant after the jump for a fixed-time expression.
+    """
+    first = wall.replace(tzinfo=zone, fold=0)
+    second = wall.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return [first.astimezone(UTC)]
+    if first.utcoffset() > second.utcoffset():  # repeated: fold=0 is the first pass
+        return [first.astimezone(UTC)] if freq.fixed_time else [first.astimezone(UTC), second.astimezone(UTC)]
+    return [_gap_end(zone, wall)] if freq.fixed_time else []
+
+
+def _steady_step(freq, zone, start, wall_start, backwards):
+    """The step without the walk, when no clock change is near: ``None`` when one is.
+
+    With the same UTC offset from ``_CLOCK_CHANGE_MARGIN`` before ``start`` to as long after it, no
+    repeated wall time can order before or after ``start`` differently from its wall time; when the
+    neighbouring fire time is then an ordinary wall time (neither repeated nor skipped), it is the answer.
+    """
+    offset = start.utcoffset() if start.tzinfo is zone else start.astimezone(zone).utcoffset()
+    for edge in (start - _CLOCK_CHANGE_MARGIN, start + _CLOCK_CHANGE_MARGIN):
+        if edge.astimezone(zone).utcoffset() != offset:
+            return None
+    iterator = _croniter(freq.cron, wall_start + timedelta(seconds=1) if backwards else wall_start)
+    wall = iterator.get_prev(datetime) if backwards else iterator.get_next(datetime)
+    if wall.replace(tzinfo=zone, fold=0).utcoffset() != wall.replace(tzinfo=zone, fold=1).utcoffset():
+        return None
+    instant = wall.replace(tzinfo=zone).astimezone(UTC)
+    if (instant <= start) if backwards else (instant > start):
+        return instant
+    return None  # a fire time in the second after ``start`` (backwards): the walk answers
 
 
 def _cron_step(freq, start, backwards):
+    """The first fire instant strictly after ``start`` (or the last one at or before it, ``backwards``).
+
+    croniter walks *naive* local wall times (no daylight saving time rules of its own); ``_instants`` turns
+    each into instants. A clock change reorders instants against wall times by at most its size, so the
+    walk starts ``_CLOCK_CHANGE_MARGIN`` on the far side of ``start`` and stops that far past the best find.
+    """
     if not HAS_CRONITER:
         raise MissingLibraryError("croniter", "evaluate cron expressions such as %r" % freq.text)
     zone = get_zone(freq.timezone)
-    iterator = _croniter(freq.cron, start.astimezone(zone))
-    fixed = freq.fixed_time
+    wall_start = start.astimezone(zone).replace(tzinfo=None)
+    quick = _steady_step(freq, zone, start, wall_start, backwards)
+    if quick is not None:
+        return quick
+    # Backwards: start after ``start`` (croniter's get_prev is strictly before its start); forwards: before it.
+    iterator = _croniter(freq.cron, wall_start + (_CLOCK_CHANGE_MARGIN if backwards else -_CLOCK_CHANGE_MARGIN))
+    best = None
     for dummy in range(_MAX_CRON_STEPS):
-        candidate = iterator.get_prev(datetime) if backwards else iterator.get_next(datetime)
-        if fixed and _is_second_occurrence(candidate):
-            continue
-        return candidate.astimezone(UTC)
+        wall = iterator.get_prev(datetime) if backwards else iterator.get_next(datetime)
+        if best is not None and (wall < best[1] - _CLOCK_CHANGE_MARGIN if backwards else wall > best[1] + _CLOCK_CHANGE_MARGIN):
+            return best[0]
+        for instant in _instants(freq, zone, wall):
+            if (instant <= start if backwards else instant > start) and (
+                    best is None or (instant > best[0] if backwards else instant < best[0])):
+                best = (instant, wall)
     raise ValueError("cron expression '%s' has no usable fire time near %s" % (freq.text, start.isoformat()))  # pragma: no cover
 
 
@@ -317,9 +405,7 @@ def last_scheduled_point(freq, now):
     now = require_aware(now, "now").astimezone(UTC)
     if freq.interval is not None:
         return now - freq.interval
-    # croniter's get_prev is strictly before its start; fire times fall on whole minutes, so starting
-    # one second after ``now`` (truncated) makes a fire time exactly at ``now`` count.
-    return _cron_step(freq, now.replace(microsecond=0) + timedelta(seconds=1), backwards=True)
+    return _cron_step(freq, now, backwards=True)
 
 
 def next_scheduled_point(freq, after):

@@ -17,11 +17,20 @@ description:
     of each volume and how M(blockwise.ebs.ebs_snapshot_prune) finds what to prune.
   - "A volume is due when the policy has no completed or pending snapshot of it newer than the last scheduled point.
     A pending snapshot of the policy counts as in flight, however old: the volume is not due until it completes, so a
-    large snapshot that takes longer than O(frequency) is never duplicated by the next runs. Snapshots in state
-    C(error) do not count."
+    large snapshot that takes longer than O(frequency) is never duplicated by the next runs."
+  - "Not due is only ever answered from a snapshot read in the same run that exists and counts: state C(completed) or
+    C(pending), and taken of that volume. Snapshots in state C(error), C(recoverable) (deleted, in the Recycle Bin) or
+    C(recovering) do not count, nor do copies and snapshots with a C(blockwise:lineage) tag (their start time is when
+    the copy began, not when the data was taken)."
   - "The region is read once per run: the selected volumes, their instances and this policy's snapshots, each in one
     paginated pass with server-side filters (never one call per volume). Snapshots are then created with bounded
-    concurrency (O(max_concurrency)); throttling and server errors are retried with jittered backoff."
+    concurrency (O(max_concurrency)); throttling and server errors are retried with jittered backoff. A run that
+    created snapshots reads the policy's snapshots of those volumes once more (in batches of 200 volumes), see below."
+  - "Runs that overlap (two schedulers, a job started by hand while the scheduled one runs, AWX jobs with concurrent
+    runs enabled) leave at most one snapshot per volume and due period. Each run that created snapshots waits a few
+    seconds, reads the policy's snapshots of those volumes again and removes its own new snapshot when another run's
+    older snapshot of the same due period exists; the oldest one stays. The run lists what it removed under
+    RV(superseded) and reports only the snapshots it leaves under RV(created)."
   - In check mode nothing is created; RV(created) lists exactly what would be created (volume, name, description and
     tags) and RV(not_due) when each other volume is next due. With C(--diff), the newest snapshot of each volume
     before and after.
@@ -38,12 +47,14 @@ options:
     description:
       - 'EC2 C(DescribeVolumes) filters (ANDed), for example C({"tag:backup": "yes"}) or C({"tag-key": "Daily_Gens"}).'
       - Adds the matching volumes to the selection.
+      - 'A filter without a value (C({"tag-key": []}), C(null)) is refused: EC2 would ignore it and select every volume.'
     type: dict
   instance_filters:
     description:
       - 'EC2 C(DescribeInstances) filters (ANDed), for example C({"tag:Environment": "prod"}).'
       - Adds every volume attached to a matching instance in state pending, running, stopping or stopped.
       - Required with O(crash_consistent=true).
+      - A filter without a value is refused, as for O(volume_filters).
     type: dict
   volume_ids:
     description:
@@ -67,7 +78,8 @@ options:
     description:
       - How often each volume is snapshotted.
       - A duration (an interval) such as V(12 hours), V(1d), V(30m), V(2w) or V(1h30m); a volume is due when its newest
-        policy snapshot is older than that. A unit is required; months and years are refused (their length varies).
+        policy snapshot is older than that. A unit is required; months and years are refused (their length varies), and
+        so is anything longer than 36500 days.
       - Or a 5-field cron expression (C(minute hour day-of-month month day-of-week)) such as V(0 2 * * *), or a macro
         (V(@hourly), V(@daily), V(@weekly), V(@monthly), V(@yearly)), evaluated in O(timezone); a volume is due when it
         has no policy snapshot since the last time the expression fired.
@@ -89,7 +101,8 @@ options:
       - "Interval: a volume is due when its newest snapshot is at least O(frequency) minus O(grace) old. Cron: a run up
         to O(grace) before a fire time takes that fire time's snapshot."
       - Default 5 minutes, or a tenth of the time between two scheduled points when that is shorter (3 minutes for
-        V(30m)). Keep it well below the time between two runs of the job. Must be shorter than an interval O(frequency).
+        V(30m)). Keep it well below the time between two runs of the job. Must be shorter than an interval O(frequency),
+        and at most 36500 days.
     type: str
   crash_consistent:
     description:
@@ -130,7 +143,8 @@ options:
   tags:
     description:
       - Extra tags for every snapshot. They win over copied tags; C(Name) and C(blockwise:policy) are set by the module and
-        cannot be given here.
+        cannot be given here, nor can C(blockwise:lineage) and C(blockwise:source-snapshot) (they mark uploads and copies,
+        whose snapshots never count for a volume, so the volume would be due at every run).
     type: dict
     default: {}
   wait:
@@ -151,7 +165,9 @@ options:
     default: 4
 notes:
   - "IAM permissions: C(ec2:DescribeVolumes), C(ec2:DescribeInstances), C(ec2:DescribeSnapshots), C(ec2:CreateSnapshot),
-    C(ec2:CreateSnapshots) (with O(crash_consistent)) and C(ec2:CreateTags) on snapshots (tags are set in the create call)."
+    C(ec2:CreateSnapshots) (with O(crash_consistent)), C(ec2:CreateTags) on snapshots (tags are set in the create call)
+    and C(ec2:DeleteSnapshot) on snapshots tagged C(blockwise:policy) (to remove this run's duplicate when a simultaneous
+    run of the policy was first)."
   - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults).
   - Supports check mode and diff mode.
 seealso:
@@ -215,7 +231,8 @@ changed:
   type: bool
 created:
   description:
-    - One item per snapshot created (or, in check mode, to be created; C(snapshot_id) is then null).
+    - One item per snapshot created (or, in check mode, to be created; C(snapshot_id) is then null), not counting the
+      ones listed under RV(superseded).
   returned: always
   type: list
   elements: dict
@@ -256,6 +273,38 @@ created:
     kind:
       description: V(volume) for a single-volume snapshot, V(instance) for a member of a crash-consistent set.
       type: str
+superseded:
+  description:
+    - Snapshots this run created and removed again because another run of the same policy, running at the same time,
+      had already taken an older snapshot of the same volume in the same due period (which stays). Empty unless runs
+      overlapped.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume_ids:
+      description: The volumes (several for a crash-consistent set).
+      type: list
+      elements: str
+    instance_id:
+      description: The instance of a crash-consistent set, or null.
+      type: str
+    kind:
+      description: V(volume) or V(instance).
+      type: str
+    snapshot_ids:
+      description: This run's snapshots that were removed.
+      type: list
+      elements: str
+    kept_snapshot_id:
+      description: The other run's older snapshot of the same period, which stays.
+      type: str
+    kept_start_time:
+      description: Its start time (ISO 8601, UTC).
+      type: str
+    status:
+      description: V(removed), or V(failed) when the removal failed (then RV(errors) says why and the task fails).
+      type: str
 not_due:
   description: The selected volumes that are not due, with their newest policy snapshot and when they are next due.
   returned: always
@@ -269,7 +318,7 @@ not_due:
       description: The instance the volume is attached to, or null.
       type: str
     latest_snapshot_id:
-      description: The newest completed or pending snapshot of the policy.
+      description: The newest completed or pending snapshot the policy took of the volume (read in this run).
       type: str
     latest_start_time:
       description: Its start time (ISO 8601, UTC).
@@ -298,7 +347,9 @@ excluded:
   type: list
   elements: dict
 errors:
-  description: Create requests that failed (after retries), with the EC2 error. The task then fails.
+  description:
+    - Create requests that failed (after retries), with the EC2 error, and duplicates of a simultaneous run that could
+      not be removed or checked. The task then fails.
   returned: always
   type: list
   elements: dict
@@ -307,7 +358,7 @@ summary:
   description: Counts of the run.
   returned: always
   type: dict
-  sample: {"matched": 12, "created": 3, "not_due": 9, "errors": 0, "requests": 3}
+  sample: {"matched": 12, "created": 3, "superseded": 0, "not_due": 9, "errors": 0, "requests": 3}
 """
 
 import time
@@ -358,6 +409,68 @@ def create(ec2, action):
     return getattr(ec2, method)(aws_retry=True, **kwargs)
 
 
+def read_policy_snapshots_of(ec2, options, volume_ids):
+    """This policy's snapshots of ``volume_ids``, read now (batches of ``fleet.ID_BATCH`` volumes)."""
+    volume_ids = sorted(set(volume_ids))
+    snapshots = []
+    for start in range(0, len(volume_ids), fleet.ID_BATCH):
+        filters = dict(options.snapshot_filters, **{"volume-id": volume_ids[start:start + fleet.ID_BATCH]})
+        snapshots.extend(fleet.read_snapshots(ec2, filters=filters))
+    return snapshots
+
+
+def remove_duplicates(ec2, options, done):
+    """After creating: remove this run's snapshots that another run's older snapshot of the same period makes
+    redundant. ``done``: ``[(action, response)]``. Returns ``(kept, superseded, failed)``, ``kept`` like ``done``."""
+    if not done:
+        return [], [], []
+    time.sleep(core.DUPLICATE_CHECK_SECONDS)
+    fresh = read_policy_snapshots_of(ec2, options, [v for action, dummy in done for v in action["volume_ids"]])
+    kept, superseded, failed = [], [], []
+    for action, response in done:
+        ours = response.get("Snapshots") if action["kind"] == core.INSTANCE else [response]
+        ours = [snap for snap in ours or [] if snap.get("SnapshotId")]
+        rival = core.rival_of(action, ours, fresh, options.name)
+        if rival is None:
+            kept.append((action, response))
+            continue
+        errors = []
+        for snap in ours:
+            try:
+                ec2.delete_snapshot(SnapshotId=snap["SnapshotId"], aws_retry=True)
+            except aws.AWS_ERRORS as e:
+                errors.append("{0}: {1}".format(snap["SnapshotId"], aws.error_message(e)))
+        if errors:
+            kept.append((action, response))
+            failed.append(core.failed_item(action, "could not remove this run's duplicate of {0} (kept): {1}".format(
+                rival["SnapshotId"], "; ".join(errors))))
+        superseded.append(core.superseded_item(action, ours, rival, "failed" if errors else "removed", "; ".join(errors) or None))
+    return kept, superseded, failed
+
+
+def carry_out(module, ec2, options, the_plan, workers):
+    """Create what the plan says, then remove what a simultaneous run made redundant.
+
+    Returns ``(created, superseded, failed)``; in check mode ``created`` lists what would be created.
+    """
+    if module.check_mode:
+        return [item for action in the_plan.actions for item in core.created_items(action)], [], []
+    done, failed = [], []
+    for action, response, error in fleet.run_bounded(lambda a: create(ec2, a), the_plan.actions, workers):
+        if error is not None:
+            failed.append(core.failed_item(action, aws.exception_text(error)))
+        else:
+            done.append((action, response))
+    try:
+        kept, superseded, problems = remove_duplicates(ec2, options, done)
+    except aws.AWS_ERRORS as e:
+        kept, superseded = done, []
+        problems = [core.failed_item(action, "created, but could not check for a simultaneous run's snapshot: {0}".format(
+            aws.error_message(e))) for action, dummy in done]
+    created = [item for action, response in kept for item in core.created_items(action, response)]
+    return created, superseded, failed + problems
+
+
 def wait_until_completed(ec2, snapshot_ids, timeout):
     """Poll the new snapshots (one batched pass per poll): ``(items, pending_ids, error_ids)``."""
     deadline = time.monotonic() + timeout
@@ -370,8 +483,26 @@ def wait_until_completed(ec2, snapshot_ids, timeout):
         time.sleep(min(POLL_SECONDS, remaining))
 
 
-def main():
-    argument_spec = dict(
+def wait_for(ec2, params, created):
+    """With ``wait``: poll the created snapshots and update their state; the problem to fail with, or None."""
+    ids = [item["snapshot_id"] for item in created if item["snapshot_id"]]
+    try:
+        items, pending, errors = wait_until_completed(ec2, ids, params["wait_timeout"])
+    except aws.AWS_ERRORS as e:
+        return "Could not poll the new snapshots: {0}".format(aws.exception_text(e))
+    states = {item["SnapshotId"]: item.get("State") for item in items}
+    for item in created:
+        item["state"] = states.get(item["snapshot_id"], item["state"])
+    if errors:
+        return "{0} new snapshot(s) ended in state error: {1}".format(len(errors), ", ".join(errors))
+    if pending:
+        return "wait_timeout={0}: {1} snapshot(s) still pending: {2}".format(params["wait_timeout"], len(pending), ", ".join(pending))
+    return None
+
+
+def argument_spec():
+    """The module's options (validated further by ``policy.options_from_params``)."""
+    return dict(
         name=dict(type="str", required=True),
         volume_filters=dict(type="dict"),
         instance_filters=dict(type="dict"),
@@ -391,7 +522,10 @@ def main():
         wait_timeout=dict(type="int", default=900),
         max_concurrency=dict(type="int", default=4),
     )
-    module = aws.build_module(argument_spec, required_if=[("crash_consistent", True, ("instance_filters",))])
+
+
+def main():
+    module = aws.build_module(argument_spec(), required_if=[("crash_consistent", True, ("instance_filters",))])
     params = module.params
     try:
         options = core.options_from_params(params)
@@ -411,49 +545,13 @@ def main():
         module.fail_json(msg=str(e))
     except aws.AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Could not read the volumes, instances and snapshots of policy {0}".format(options.name))
-
-    created, failed = [], []
-    if module.check_mode:
-        for action in plan.actions:
-            created.extend(core.created_items(action))
-    else:
-        for action, response, error in fleet.run_bounded(lambda a: create(ec2, a), plan.actions, workers):
-            if error is not None:
-                failed.append(core.failed_item(action, aws.exception_text(error)))
-            else:
-                created.extend(core.created_items(action, response))
+    created, superseded, failed = carry_out(module, ec2, options, plan, workers)
 
     wait_problem = None
     if params["wait"] and created and not module.check_mode:
-        ids = [item["snapshot_id"] for item in created if item["snapshot_id"]]
-        try:
-            items, pending, errors = wait_until_completed(ec2, ids, params["wait_timeout"])
-        except aws.AWS_ERRORS as e:
-            items, pending, errors = [], [], []
-            wait_problem = "Could not poll the new snapshots: {0}".format(aws.exception_text(e))
-        states = {item["SnapshotId"]: item.get("State") for item in items}
-        for item in created:
-            item["state"] = states.get(item["snapshot_id"], item["state"])
-        if errors:
-            wait_problem = "{0} new snapshot(s) ended in state error: {1}".format(len(errors), ", ".join(errors))
-        elif pending:
-            wait_problem = "wait_timeout={0}: {1} snapshot(s) still pending: {2}".format(params["wait_timeout"], len(pending), ", ".join(pending))
+        wait_problem = wait_for(ec2, params, created)
 
-    result = dict(
-        changed=bool(created),
-        created=created,
-        not_due=plan.not_due,
-        matched=plan.matched,
-        excluded=plan.excluded,
-        errors=failed,
-        summary=dict(
-            matched=len(plan.matched),
-            created=len(created),
-            not_due=len(plan.not_due),
-            errors=len(failed),
-            requests=len(plan.actions),
-        ),
-    )
+    result = core.build_result(plan, created, superseded, failed)
     if module._diff:
         result["diff"] = core.build_diff(plan, created)
     if failed:

@@ -11,8 +11,13 @@ short_description: Delete the EBS snapshots that a retention policy no longer ke
 version_added: 0.1.0
 description:
   - Reads the snapshots in scope (made by an M(blockwise.ebs.ebs_snapshot_policy) policy, or matched by EC2 filters to
-    adopt snapshots made by older tools), groups them per volume, and decides for each one whether it is kept, deleted
+    adopt snapshots made by older tools), groups them per disk, and decides for each one whether it is kept, deleted
     or protected, with the reasons (C(keep_daily), C(minimum), C(ami:ami-...), ...).
+  - "Grouping: a snapshot with a C(blockwise:lineage) tag (written by M(blockwise.ebs.ebs_block_put) and by copies)
+    belongs to the group C(lineage:<value>), never to a volume's group; any other snapshot belongs to its source
+    volume. Snapshots made through the EBS direct APIs all carry the placeholder volume id C(vol-ffffffff), and a
+    copy's volume id is arbitrary: such a snapshot without a lineage is held (protected as C(no-lineage)), never
+    grouped with others and never deleted, because which disk it belongs to is unknown."
   - "Never deleted, whatever the rules: snapshots backing an AMI of the account (including disabled and deprecated
     ones), snapshots that are not C(completed) (pending, error), snapshots tagged with O(protect_tag), snapshots of
     another account, and snapshots outside the scope. These are checked before deleting, from the data read, not
@@ -22,11 +27,13 @@ description:
   - "The region is read once: the snapshots in scope (server-side filtered), the account's images, and, with
     O(retention_tag), the snapshots' volumes, each in one paginated pass. Deletions run with bounded concurrency
     (O(max_concurrency)); throttling and server errors are retried with jittered backoff."
-  - "Each deletion is reported: a snapshot that is already gone counts as deleted (status C(already-gone)); any other
-    error (for example C(InvalidSnapshot.InUse) when an AMI was registered in the meantime) is listed under RV(errors)
-    and, unless O(fail_on_deletion_error=false), fails the task after every other deletion was attempted."
+  - "Each deletion is reported: a snapshot that was already gone (C(InvalidSnapshot.NotFound)) is listed under
+    RV(already_gone), not RV(deleted), and changes nothing (a run whose deletions were all already gone reports
+    C(changed=false)); any other error (for example C(InvalidSnapshot.InUse) when an AMI was registered in the meantime)
+    is listed under RV(errors) and, unless O(fail_on_deletion_error=false), fails the task after every other deletion
+    was attempted."
   - In check mode nothing is deleted and the result is the whole plan (an audit); with C(--diff), each affected
-    volume's snapshot ids before and after. A second run deletes nothing.
+    group's (volume's or lineage's) snapshot ids before and after. A second run deletes nothing.
 author:
   - blockwise.ebs maintainers (@blockwise)
 options:
@@ -41,6 +48,7 @@ options:
       - 'EC2 C(DescribeSnapshots) filters (ANDed) that define the scope, for example C({"tag:Daily_Gens": "*"}) or
         C({"description": "Created by ebs_snapper*"}) to adopt snapshots made by another tool.'
       - Only the account's own snapshots are ever read (C(OwnerIds=self)); owner filters are refused.
+      - 'A filter without a value (C({"tag-key": []}), C(null)) is refused: EC2 would ignore it and widen the scope.'
     type: dict
   max_deletions:
     description:
@@ -52,7 +60,7 @@ options:
     default: 50
   max_concurrency:
     description:
-      - How many deletions are in flight at once (between 1 and 64).
+      - How many deletions are in flight at once (between 1 and 64; V(0) is refused).
     type: int
     default: 4
   fail_on_deletion_error:
@@ -122,7 +130,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether any snapshot was (or, in check mode, would be) deleted.
+  description: Whether any snapshot was (or, in check mode, would be) deleted by this run. Snapshots that were already gone do
+    not count.
   returned: always
   type: bool
 deleted:
@@ -137,9 +146,16 @@ deleted:
       type: str
       sample: snap-0123456789abcdef0
     volume_id:
-      description: The volume it was taken from.
+      description: The volume it was taken from (V(vol-ffffffff) for snapshots made through the EBS direct APIs).
       type: str
       sample: vol-0123456789abcdef0
+    group:
+      description:
+        - The retention group the rules counted it in - its volume id, or V(lineage:<value>) for a snapshot with a
+          C(blockwise:lineage) tag. The items of RV(kept), RV(protected), RV(already_gone), RV(errors) and RV(blocked)
+          have it too.
+      type: str
+      sample: lineage:db-image
     start_time:
       description: Its start time (ISO 8601, UTC).
       type: str
@@ -150,8 +166,15 @@ deleted:
       elements: str
       sample: [no rule keeps it]
     status:
-      description: V(deleted), V(already-gone) (it vanished before the request), or V(planned) in check mode.
+      description: V(deleted), or V(planned) in check mode.
       type: str
+already_gone:
+  description:
+    - The snapshots the plan deleted but that were already gone when the request was made (C(InvalidSnapshot.NotFound)),
+      with C(status=already-gone). This run did not delete them; they do not make the task changed.
+  returned: always
+  type: list
+  elements: dict
 kept:
   description: The snapshots kept by the rules, with every rule that keeps each (C(keep_last), C(keep_daily), C(keep_within), C(minimum), ...).
   returned: always
@@ -162,7 +185,7 @@ kept:
 protected:
   description:
     - The snapshots that are never deleted, with why (C(pending), C(ami:<image id>), C(protect-tag), C(owner:<account>),
-      C(out-of-scope), C(retention-tag-invalid)).
+      C(out-of-scope), C(retention-tag-invalid), C(no-lineage)).
   returned: always
   type: list
   elements: dict
@@ -182,8 +205,9 @@ blocked:
   elements: dict
 volumes:
   description:
-    - Per volume, how many snapshots are kept, deleted and protected; C(keep_last) when O(retention_tag) set it, C(held)
-      with the message when the tag value was invalid.
+    - Per retention group (a volume id, or V(lineage:<value>)), how many snapshots are kept, deleted and protected;
+      C(keep_last) when O(retention_tag) set it, C(held) with the message when the tag value was invalid. Held
+      snapshots without a lineage are counted under their placeholder volume id V(vol-ffffffff).
   returned: always
   type: dict
   sample: {"vol-0123456789abcdef0": {"keep": 7, "delete": 2, "protect": 1, "keep_last": 7}}
@@ -207,12 +231,16 @@ from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
 MAX_WARNINGS = 20
 
 
-def account_id_of(module):
-    """The caller's account id, or ``(None, warning)`` when STS cannot tell."""
+def caller_identity(module):
+    """``(account_id, aws_date, warning)``: the caller's account and AWS's clock (the answer's HTTP Date), or
+    ``(None, None, warning)`` when STS cannot tell."""
     try:
-        return aws.client(module, "sts").get_caller_identity(aws_retry=True)["Account"], None
+        answer = aws.client(module, "sts").get_caller_identity(aws_retry=True)
     except aws.AWS_ERRORS as e:
-        return None, "could not read the account id (sts:GetCallerIdentity: {0}); relying on OwnerIds=self alone".format(aws.error_message(e))
+        return None, None, "could not read the account id (sts:GetCallerIdentity: {0}); relying on OwnerIds=self alone".format(
+            aws.error_message(e))
+    headers = (answer.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    return answer["Account"], headers.get("date"), None
 
 
 def read_region(ec2, options):
@@ -243,8 +271,9 @@ def delete_all(ec2, decisions, workers):
     return outcomes
 
 
-def main():
-    argument_spec = dict(
+def argument_spec():
+    """The module's options (validated further by ``prune.options_from_params``)."""
+    return dict(
         policy=dict(type="str"),
         filters=dict(type="dict"),
         retention=dict(
@@ -268,7 +297,10 @@ def main():
         max_concurrency=dict(type="int", default=4),
         fail_on_deletion_error=dict(type="bool", default=True),
     )
-    module = aws.build_module(argument_spec, required_one_of=[("policy", "filters")])
+
+
+def main():
+    module = aws.build_module(argument_spec(), required_one_of=[("policy", "filters")])
     try:
         options = core.options_from_params(module.params)
     except (core.PruneError, retention.RetentionError) as e:
@@ -277,10 +309,11 @@ def main():
         module.fail_json(msg=missing_required_lib(e.library), exception=schedule.PYTIMEPARSE_IMPORT_ERROR)
 
     ec2 = aws.client(module, "ec2", workers=options.max_concurrency)
-    now = datetime.now(timezone.utc)
-    account_id, warning = account_id_of(module)
-    if warning:
-        module.warn(warning)
+    account_id, aws_date, warning = caller_identity(module)
+    now, clock_warning = core.reference_time(datetime.now(timezone.utc), aws_date)
+    for message in (warning, clock_warning):
+        if message:
+            module.warn(message)
     try:
         snapshots, images, volume_tags = read_region(ec2, options)
     except aws.AWS_ERRORS as e:

@@ -290,7 +290,7 @@ CASES = [
     pru("policy blank", {"policy": " "}, ["policy", "' '"]),
     pru("owner filter", {"filters": {"owner-id": "123456789012"}}, ["filters", "owner"]),
     pru("filters contradict policy", {"filters": {"tag:blockwise:policy": "weekly"}}, ["filters", "weekly", "policy='daily'"]),
-    pru("filter value malformed", {"filters": {"tag:team": {"a": 1}}}, ["Filters", "{'a': 1}"]),
+    pru("filter value malformed", {"filters": {"tag:team": {"a": 1}}}, ["filters", "{'a': 1}"]),
     pru("protect_tag empty", {"protect_tag": ""}, ["protect_tag", "''"]),
     pru("max_deletions zero", {"max_deletions": 0}, ["max_deletions", "got 0"]),
     pru("max_concurrency too high", {"max_concurrency": 100}, ["max_concurrency", "got 100"]),

@@ -135,3 +135,16 @@ def test_filter_problem_refuses_empty_or_malformed_values(filters):
                                      {"tag:Name": ""}])
 def test_filter_problem_accepts_usable_filters(filters):
     assert fleet.filter_problem(filters) is None
+
+
+def test_clock_skew_errors_carry_a_hint():
+    from botocore.exceptions import ClientError
+
+    from ansible_collections.blockwise.ebs.plugins.module_utils import aws
+
+    for code, message in (("RequestExpired", "Request has expired."),
+                          ("InvalidSignatureException", "Signature expired: 20260101T000000Z is now earlier than ...")):
+        exc = ClientError({"Error": {"Code": code, "Message": message}}, "DescribeSnapshots")
+        assert aws.error_message(exc).endswith(aws.CLOCK_HINT)
+    other = ClientError({"Error": {"Code": "InvalidSignatureException", "Message": "bad key"}}, "X")
+    assert "clock" not in aws.error_message(other)

@@ -15,7 +15,9 @@ Invariants, for every population and policy:
 * the plan does not depend on the order of the snapshots or images;
 * a second run over what is left deletes nothing and keeps the same snapshots;
 * a policy that keeps more (a rule added, a count, the floor or the window raised) never deletes more;
-* protected snapshots never use up a slot: adding any number of them changes no other decision.
+* protected snapshots never use up a slot: adding any number of them changes no other decision;
+* snapshots are grouped by lineage (``blockwise:lineage``), else by a real volume; uploads and copies
+  without lineage (placeholder ``vol-ffffffff``) are never grouped nor deleted (``no-lineage``).
 """
 from __future__ import annotations
 
@@ -96,9 +98,15 @@ def make_population(rng, size, volumes, protect_tag, mix):
             tags[rng.choice(PROTECT_TAGS)] = "other key"  # the other protect key only counts when it is the option
         roll = rng.random()
         state = "pending" if roll < mix["pending"] else "error" if roll < mix["pending"] * 1.5 else "completed"
+        volume_id = DIRECT_VOLUME if rng.random() < mix["direct"] else rng.choice(volume_ids)
+        if rng.random() < mix["lineage"]:
+            # uploads and copies: a lineage of their own; one named like a real volume, one empty (held)
+            tags[retention.LINEAGE_TAG] = rng.choice(("disk-a", "disk-b", "disk-c", volume_ids[0], ""))
+        elif rng.random() < 0.01:
+            tags[retention.COPY_SOURCE_TAG] = "snap-source"  # a copy without lineage: held
         snapshots.append({
             "SnapshotId": "snap-%017x" % rng.getrandbits(68) if rng.random() < 0.5 else "snap-%06d" % number,
-            "VolumeId": DIRECT_VOLUME if rng.random() < 0.02 else rng.choice(volume_ids),
+            "VolumeId": volume_id,
             "StartTime": _start(rng),
             "State": state,
             "OwnerId": FOREIGN if rng.random() < mix["foreign"] else ACCOUNT,
@@ -130,7 +138,8 @@ def make_population(rng, size, volumes, protect_tag, mix):
 def mixes():
     rate = st.sampled_from((0.0, 0.02, 0.1, 0.3))
     return st.fixed_dictionaries({"out_of_scope": rate, "protect": rate, "pending": rate, "foreign": rate, "ami": rate,
-                                  "tagged": st.sampled_from((0.0, 0.3, 0.8)), "held": st.sampled_from((0.0, 0.1, 0.3))})
+                                  "tagged": st.sampled_from((0.0, 0.3, 0.8)), "held": st.sampled_from((0.0, 0.1, 0.3)),
+                                  "direct": st.sampled_from((0.0, 0.02, 0.3)), "lineage": st.sampled_from((0.0, 0.05, 0.5))})
 
 
 @st.composite
@@ -190,10 +199,21 @@ def tag_dict(item):
     return {tag["Key"]: tag["Value"] for tag in item.get("Tags") or []}
 
 
+def group_of(item):
+    """Which disk a snapshot belongs to, recomputed: its lineage tag, else a real volume, else None (held)."""
+    tags = tag_dict(item)
+    if retention.LINEAGE_TAG in tags:
+        return "lineage:" + tags[retention.LINEAGE_TAG].strip() if tags[retention.LINEAGE_TAG].strip() else None
+    if item["VolumeId"] in ("", DIRECT_VOLUME) or retention.COPY_SOURCE_TAG in tags:
+        return None
+    return item["VolumeId"]
+
+
 def must_protect(item, options, ami_ids, held):
     tags = tag_dict(item)
+    group = group_of(item)
     return (item["State"] != "completed" or item["SnapshotId"] in ami_ids or options["protect_tag"] in tags
-            or item["OwnerId"] != ACCOUNT or tags.get(prune.POLICY_TAG) != POLICY or item["VolumeId"] in held)
+            or item["OwnerId"] != ACCOUNT or tags.get(prune.POLICY_TAG) != POLICY or group is None or group in held)
 
 
 def check_safety(population, options, the_plan):
@@ -216,11 +236,11 @@ def check_safety(population, options, the_plan):
     candidates = {}
     for item in population.snapshots:
         if not must_protect(item, options, ami_ids, held):
-            candidates.setdefault(item["VolumeId"], []).append(item)
+            candidates.setdefault(group_of(item), []).append(item)
     floor = {}
-    for volume_id, items in candidates.items():
+    for group, items in candidates.items():
         items.sort(key=lambda item: (item["StartTime"], item["SnapshotId"]), reverse=True)
-        keep_last = tag_counts.get(volume_id, rules.keep_last or 0)
+        keep_last = tag_counts.get(group, rules.keep_last or 0)
         for rank, item in enumerate(items):
             floor[item["SnapshotId"]] = (rank < rules.minimum, rank < keep_last)
     for decision in the_plan.decisions:
@@ -228,7 +248,10 @@ def check_safety(population, options, the_plan):
         protected = must_protect(item, options, ami_ids, held)
         assert (decision.action == retention.PROTECT) == protected, (decision, item)
         if protected:
+            if group_of(item) is None:
+                assert retention.REASON_NO_LINEAGE in decision.reasons, decision
             continue
+        assert decision.group == group_of(item), decision
         in_minimum, in_keep_last = floor[decision.snapshot_id]
         if in_minimum:
             assert decision.action == retention.KEEP and retention.REASON_MINIMUM in decision.reasons, decision
@@ -264,8 +287,10 @@ def with_protected_extras(population, rng, count, options):
     for number in range(count):
         item = {"SnapshotId": "snap-x%06d" % number, "VolumeId": rng.choice(volumes), "StartTime": _start(rng),
                 "State": "completed", "OwnerId": ACCOUNT, "Tags": [{"Key": prune.POLICY_TAG, "Value": POLICY}]}
-        why = number % 5
-        if why == 0:
+        why = number % 6
+        if why == 5:
+            item["VolumeId"] = DIRECT_VOLUME  # an upload without lineage: held
+        elif why == 0:
             item["State"] = rng.choice(("pending", "error"))
         elif why == 1:
             item["Tags"].append({"Key": options["protect_tag"], "Value": ""})
@@ -317,7 +342,8 @@ def test_large_populations_up_to_ten_thousand_snapshots(seed, size, volumes, mix
 def test_ten_thousand_snapshots_of_one_volume():
     """The worst case for one group: every snapshot on one volume, every kind of protection mixed in."""
     rng = random.Random(7)
-    mix = {"out_of_scope": 0.1, "protect": 0.05, "pending": 0.05, "foreign": 0.05, "ami": 0.05, "tagged": 1.0, "held": 0.0}
+    mix = {"out_of_scope": 0.1, "protect": 0.05, "pending": 0.05, "foreign": 0.05, "ami": 0.05, "tagged": 1.0, "held": 0.0,
+           "direct": 0.0, "lineage": 0.0}
     options = {"policy": POLICY, "filters": {}, "retention": {"keep_daily": 30, "keep_weekly": 8, "keep_monthly": 24, "minimum": 3,
                                                               "timezone": "Europe/Berlin"},
                "retention_tag": TAG_KEY, "protect_tag": retention.PROTECT_TAG, "max_deletions": 100000, "max_concurrency": 4}

@@ -104,6 +104,9 @@ def test_options_numeric_tag_values_become_strings():
     ({"crash_consistent": True}, "crash_consistent=true needs instance_filters"),
     ({"tags": {"Name": "x"}}, "tags: the key 'Name' is reserved"),
     ({"tags": {POLICY_TAG: "x"}}, "tags: the key 'blockwise:policy' is reserved"),
+    # Snapshots with these keys never count for their volume: the volume would be due at every run.
+    ({"tags": {"blockwise:lineage": "disk-1"}}, "tags: the key 'blockwise:lineage' is reserved"),
+    ({"tags": {"blockwise:source-snapshot": "snap-1"}}, "tags: the key 'blockwise:source-snapshot' is reserved"),
     ({"tags": {"aws:x": "y"}}, "reserved prefix 'aws:'"),
     ({"tags": {"k": ["list"]}}, "tags.k: tag values must be strings"),
     ({"volume_ids": ["snap-1"]}, "volume_ids: 'snap-1' is not a volume id (vol-...)"),
@@ -111,6 +114,13 @@ def test_options_numeric_tag_values_become_strings():
     ({"max_concurrency": 0}, "max_concurrency must be between 1 and 64, got 0"),
     ({"max_concurrency": 65}, "max_concurrency must be between 1 and 64, got 65"),
     ({"wait_timeout": 0}, "wait_timeout must be at least 1 second"),
+    ({"frequency": "99999999 weeks"}, "frequency: duration '99999999 weeks' is too long"),
+    ({"grace": "99999999 weeks"}, "grace: duration '99999999 weeks' is too long"),
+    ({"frequency": "0 2 * * *", "grace": "99999999 weeks"}, "grace: duration '99999999 weeks' is too long"),
+    ({"volume_filters": {"tag-key": []}}, "volume_filters['tag-key'] must be a value or a non-empty list of values, got []"),
+    ({"volume_filters": None, "instance_filters": {"tag:Role": []}}, "instance_filters['tag:Role'] must be a value"),
+    ({"volume_filters": {"tag:backup": "yes", "tag-key": [None]}}, "volume_filters['tag-key']"),
+    ({"volume_filters": "tag:backup=yes"}, "volume_filters must be a dictionary of EC2 filters"),
 ])
 def test_options_errors_name_the_option(overrides, message):
     with pytest.raises(PolicyError) as caught:
@@ -154,6 +164,29 @@ def test_plan_due_not_due_in_flight_and_error_snapshots():
     }
     assert not_due["vol-4"]["in_flight"] is True and not_due["vol-4"]["next_due"] == NOW.isoformat()
     assert the_plan.changed
+
+
+def test_not_due_only_rests_on_a_snapshot_of_the_volume_that_counts():
+    volumes = [vol("vol-%d" % i) for i in range(1, 8)]
+    copy_tags = {POLICY_TAG: "daily", "blockwise:source-snapshot": "snap-src", "blockwise:lineage": "vol-5"}
+    snapshots = [
+        snap("snap-1", "vol-1", timedelta(hours=1), state="recoverable"),  # deleted, in the Recycle Bin
+        snap("snap-2", "vol-2", timedelta(hours=1), state="recovering"),  # being restored from it
+        snap("snap-3", "vol-3", timedelta(hours=1), state="some-new-state"),  # unknown states never count
+        dict(snap("snap-4", "vol-4", timedelta(hours=1)), tags={POLICY_TAG: "daily", "blockwise:lineage": "disk-4"}),
+        dict(snap("snap-5", "vol-5", timedelta(hours=1)), tags=copy_tags),  # a copy (moto keeps the source's volume id)
+        snap("snap-6", "vol-6", timedelta(hours=1)),  # counts
+        snap("snap-7", "vol-7", timedelta(hours=1), state="pending"),  # in flight: counts
+    ]
+    the_plan = policy.plan(options(), volumes, [], snapshots, NOW)
+    assert created_volumes(the_plan) == ["vol-1", "vol-2", "vol-3", "vol-4", "vol-5"]
+    assert {item["volume_id"]: item["latest_snapshot_id"] for item in the_plan.not_due} == {"vol-6": "snap-6", "vol-7": "snap-7"}
+    assert policy.pending_volumes(snapshots, "daily") == {"vol-7": ["snap-7"]}
+    # The diff's "before" shows only a snapshot that counts.
+    assert "vol-1" not in the_plan.latest and the_plan.latest["vol-6"]["SnapshotId"] == "snap-6"
+    assert policy.counts_for_volume(snapshots[5], "daily") == "vol-6"
+    assert policy.counts_for_volume(snapshots[5], "weekly") is None
+    assert policy.counts_for_volume(snap("snap-x", "vol-ffffffff", timedelta(hours=1)), "daily") is None
 
 
 def test_plan_grace_and_second_run_creates_nothing():
@@ -349,3 +382,67 @@ def test_snapshot_states():
 def test_plan_requires_an_aware_now():
     with pytest.raises(ValueError, match="now must be timezone-aware"):
         policy.plan(options(), [], [], [], datetime(2024, 1, 1))
+
+
+# --- runs that overlap ----------------------------------------------------------------------------
+
+
+def made(snapshot_id, volume_id, seconds, state="completed", name="daily", tags=None):
+    """A snapshot started ``seconds`` after NOW (server time)."""
+    item = snap(snapshot_id, volume_id, -timedelta(seconds=seconds), state=state, name=name)
+    item["tags"].update(tags or {})
+    return item
+
+
+def test_plan_actions_carry_the_due_threshold_of_their_due_volumes():
+    volumes = [vol("vol-1"), vol("vol-2")]
+    the_plan = policy.plan(options(), volumes, [], [snap("s", "vol-2", timedelta(days=3))], NOW)
+    grace = timedelta(minutes=5)
+    assert [a["since"] for a in the_plan.actions] == [{"vol-1": (NOW + grace - timedelta(days=1)).isoformat()},
+                                                      {"vol-2": (NOW + grace - timedelta(days=1)).isoformat()}]
+    cron = policy.plan(options(frequency="0 2 * * *"), volumes, [], [], NOW)
+    assert cron.actions[0]["since"] == {"vol-1": (datetime(2024, 5, 1, 2, tzinfo=UTC) - grace).isoformat()}
+
+
+def test_rival_is_an_older_snapshot_of_the_same_period():
+    action = policy.plan(options(), [vol("vol-1")], [], [], NOW).actions[0]
+    ours = [made("snap-b", "vol-1", 10)]
+    assert policy.rival_of(action, ours, ours, "daily") is None
+    older = made("snap-z", "vol-1", 9)
+    assert policy.rival_of(action, ours, ours + [older], "daily") is older
+    assert policy.rival_of(action, ours, ours + [made("snap-c", "vol-1", 11)], "daily") is None  # newer: its run removes it
+    tie_lower, tie_higher = made("snap-a", "vol-1", 10), made("snap-c", "vol-1", 10)
+    assert policy.rival_of(action, ours, ours + [tie_lower], "daily") is tie_lower  # same second: the lower id is older
+    assert policy.rival_of(action, ours, ours + [tie_higher], "daily") is None
+    # Not rivals: an earlier period's snapshot, one that does not count, another policy's, a copy.
+    before = made("snap-0", "vol-1", -int(timedelta(days=1).total_seconds()))
+    failed = made("snap-1", "vol-1", 5, state="error")
+    other = made("snap-2", "vol-1", 5, name="weekly")
+    copy = made("snap-3", "vol-1", 5, tags={"blockwise:source-snapshot": "snap-x", "blockwise:lineage": "vol-1"})
+    assert policy.rival_of(action, ours, ours + [before, failed, other, copy], "daily") is None
+    assert policy.rival_of(action, [], [older], "daily") is None
+
+
+def test_rival_of_a_set_only_on_its_due_members():
+    volumes = [vol("vol-1", instance_id="i-1", device="/dev/sdf"), vol("vol-2", instance_id="i-1", device="/dev/sdg")]
+    recent = snap("snap-recent", "vol-2", timedelta(hours=1))  # vol-2 is not due, but is in the set
+    the_plan = policy.plan(options(volume_filters=None, instance_filters={"a": "b"}, crash_consistent=True), volumes,
+                           [inst("i-1")], [recent], NOW, ["i-1"])
+    [action] = the_plan.actions
+    assert set(action["since"]) == {"vol-1"}
+    ours = [made("snap-m", "vol-1", 10), made("snap-n", "vol-2", 10)]
+    assert policy.rival_of(action, ours, ours + [recent], "daily") is None  # vol-2's own recent snapshot is no rival
+    rival = made("snap-a", "vol-1", 9)
+    assert policy.rival_of(action, ours, ours + [recent, rival], "daily") is rival
+    # Both members due: a set is only given up for another run's snapshots of all of them.
+    both = policy.plan(options(volume_filters=None, instance_filters={"a": "b"}, crash_consistent=True), volumes,
+                       [inst("i-1")], [], NOW, ["i-1"]).actions[0]
+    assert set(both["since"]) == {"vol-1", "vol-2"}
+    assert policy.rival_of(both, ours, ours + [rival], "daily") is None  # one member only: keep the whole set
+    other_set = [made("snap-z1", "vol-1", 10), made("snap-b2", "vol-2", 10)]
+    # Same second, ids interleaved with ours: the sets are compared as wholes, by their oldest snapshot.
+    assert policy.rival_of(both, ours, ours + other_set, "daily")["SnapshotId"] == "snap-b2"
+    assert policy.rival_of(both, other_set, ours + other_set, "daily") is None
+    item = policy.superseded_item(action, ours, rival)
+    assert item == {"kind": "instance", "volume_ids": ["vol-1", "vol-2"], "instance_id": "i-1", "snapshot_ids": ["snap-m", "snap-n"],
+                    "kept_snapshot_id": "snap-a", "kept_start_time": (NOW + timedelta(seconds=9)).isoformat(), "status": "removed"}

@@ -47,6 +47,8 @@ def test_options_and_scope_filters():
     assert opts.protect_tag == "blockwise:protect" and opts.max_deletions == 50
     assert options(policy=None, filters={"tag:made-by": "x"}).snapshot_filters == {"tag:made-by": "x"}
     assert options(protect_tag=None, max_deletions=None).max_deletions == prune.DEFAULT_MAX_DELETIONS
+    assert options(max_concurrency=None).max_concurrency == prune.DEFAULT_CONCURRENCY == 4
+    assert options(max_concurrency=1).max_concurrency == 1
 
 
 @pytest.mark.parametrize("overrides, error, message", [
@@ -64,6 +66,14 @@ def test_options_and_scope_filters():
     ({"max_deletions": 0}, prune.PruneError, "max_deletions must be an integer >= 1, got 0"),
     ({"max_deletions": -5}, prune.PruneError, "max_deletions must be an integer >= 1, got -5"),
     ({"max_concurrency": 100}, prune.PruneError, "max_concurrency must be between 1 and 64, got 100"),
+    ({"max_concurrency": 0}, prune.PruneError, "max_concurrency must be between 1 and 64, got 0"),
+    ({"max_concurrency": -1}, prune.PruneError, "max_concurrency must be between 1 and 64, got -1"),
+    ({"retention": {"keep_last": 1, "keep_within": ""}}, retention.RetentionError, "retention.keep_within: an empty duration is refused"),
+    ({"retention": {"keep_within": "99999999 weeks"}}, retention.RetentionError, "retention.keep_within: duration '99999999 weeks' is too long"),
+    ({"filters": {"tag-key": []}}, prune.PruneError, "filters['tag-key'] must be a value or a non-empty list of values, got []"),
+    ({"policy": None, "filters": {"tag-key": []}}, prune.PruneError, "filters['tag-key'] must be a value"),
+    ({"filters": {"tag:team": [None]}}, prune.PruneError, "filters['tag:team']"),
+    ({"filters": {"": "x"}}, prune.PruneError, "filters: a filter name must be a non-empty string"),
 ])
 def test_options_errors(overrides, error, message):
     with pytest.raises(error) as caught:
@@ -157,17 +167,28 @@ def test_build_result_with_outcomes_and_diff():
     outcomes["vol-2-6"] = (prune.FAILED, "InvalidSnapshot.InUse: in use by ami-1")
     result = prune.build_result(the_plan, outcomes)
     assert result["changed"] is True
-    assert ids(result["deleted"]) == ["vol-1-3", "vol-1-4", "vol-1-5", "vol-1-6", "vol-2-3", "vol-2-4", "vol-2-5"]
-    assert [i["status"] for i in result["deleted"]][:2] == ["already-gone", "deleted"]
-    assert result["errors"] == [{"snapshot_id": "vol-2-6", "volume_id": "vol-2", "start_time": (NOW - timedelta(days=6)).isoformat(),
+    assert ids(result["deleted"]) == ["vol-1-4", "vol-1-5", "vol-1-6", "vol-2-3", "vol-2-4", "vol-2-5"]
+    assert {i["status"] for i in result["deleted"]} == {"deleted"}
+    assert ids(result["already_gone"]) == ["vol-1-3"] and result["already_gone"][0]["status"] == "already-gone"
+    assert result["errors"] == [{"snapshot_id": "vol-2-6", "volume_id": "vol-2", "group": "vol-2", "start_time": (NOW - timedelta(days=6)).isoformat(),
                                  "reasons": ["no rule keeps it"], "status": "failed", "error": "InvalidSnapshot.InUse: in use by ami-1"}]
-    assert result["summary"] == {"snapshots": 12, "volumes": 2, "deleted": 7, "kept": 4, "protected": 0, "errors": 1,
+    assert result["summary"] == {"snapshots": 12, "volumes": 2, "deleted": 6, "kept": 4, "protected": 0, "errors": 1,
                                  "already_gone": 1, "planned_deletions": 8}
     assert result["diff"]["before"]["vol-2"] == ["vol-2-%d" % d for d in range(1, 7)]
     assert result["diff"]["after"]["vol-2"] == ["vol-2-1", "vol-2-2", "vol-2-6"]
-    assert result["diff"]["after"]["vol-1"] == ["vol-1-1", "vol-1-2"]
+    # The snapshot that was already gone is no change of this run: the diff does not show it going.
+    assert result["diff"]["after"]["vol-1"] == ["vol-1-1", "vol-1-2", "vol-1-3"]
     assert ids(result["kept"]) == ["vol-1-1", "vol-1-2", "vol-2-1", "vol-2-2"]
     assert result["kept"][0]["reasons"] == ["keep_last"]
+
+
+def test_deletions_that_were_all_already_gone_change_nothing():
+    the_plan = big_plan()
+    outcomes = {d.snapshot_id: (prune.ALREADY_GONE, "InvalidSnapshot.NotFound: gone") for d in the_plan.deletions}
+    result = prune.build_result(the_plan, outcomes)
+    assert result["changed"] is False and result["deleted"] == []
+    assert len(result["already_gone"]) == 8 and result["summary"]["already_gone"] == 8 and result["summary"]["deleted"] == 0
+    assert result["diff"] == {"before": {}, "after": {}}
 
 
 def test_build_result_check_mode_and_nothing_to_do():
@@ -180,3 +201,24 @@ def test_build_result_check_mode_and_nothing_to_do():
     assert result["changed"] is False and result["diff"] == {"before": {}, "after": {}}
     missing = prune.build_result(the_plan, {})  # an attempted deletion without outcome is never reported as done
     assert len(missing["errors"]) == 8 and missing["changed"] is False
+
+
+def test_reference_time_follows_aws_when_the_local_clock_is_off():
+    aws_now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    header = "Wed, 01 May 2024 12:00:00 GMT"
+    assert prune.reference_time(aws_now + timedelta(minutes=4), header) == (aws_now + timedelta(minutes=4), None)
+    now, warning = prune.reference_time(aws_now + timedelta(days=30), header)
+    assert now == aws_now and "30 days, 0:00:00 ahead of AWS's" in warning
+    now, warning = prune.reference_time(aws_now - timedelta(hours=2), header)
+    assert now == aws_now and "2:00:00 behind AWS's" in warning
+    local = aws_now + timedelta(days=30)
+    assert prune.reference_time(local, None) == (local, None)
+    assert prune.reference_time(local, "not a date") == (local, None)
+
+
+def test_a_clock_far_ahead_keeps_what_keep_within_keeps_by_aws_time():
+    items = [item("snap-%d" % day, "vol-1", day) for day in range(1, 6)]
+    opts = options(retention={"keep_within": "7 days"})
+    skewed, dummy = prune.reference_time(NOW + timedelta(days=30), NOW.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+    assert not prune.plan(items, [], {}, opts, skewed, ACCOUNT).deletions
+    assert len(prune.plan(items, [], {}, opts, NOW + timedelta(days=30), ACCOUNT).deletions) == 5  # what the local clock would do

@@ -15,6 +15,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.retention import (
     RetentionPolicy,
     Snapshot,
     decide,
+    group_of,
     keep_reasons,
     parse_retention_tag,
     protections,
@@ -23,6 +24,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.retention import (
     to_result,
     volume_policies,
 )
+from ansible_collections.blockwise.ebs.plugins.module_utils.schedule import get_zone
 
 UTC = timezone.utc
 
@@ -166,13 +168,78 @@ def test_timezone_23_30_utc_daily_series_shifts_by_one_day():
     assert by_action(decide(pair, RetentionPolicy(keep_daily=5, timezone="America/Los_Angeles"), now))[KEEP] == {"late", "early"}
 
 
-def test_repeated_hour_at_dst_end_is_one_hourly_bucket():
-    # Europe/Berlin, 2024-10-27: 00:30 UTC = 02:30 CEST and 01:30 UTC = 02:30 CET -> same local hour.
+def test_repeated_hour_at_dst_end_is_two_hourly_buckets():
+    # Europe/Berlin, 2024-10-27: 00:30 UTC = 02:30 CEST and 01:30 UTC = 02:30 CET: two different hours.
     snaps = [snap("cest", at(2024, 10, 27, 0, 30)), snap("cet", at(2024, 10, 27, 1, 30)), snap("three", at(2024, 10, 27, 2, 30))]
     now = at(2024, 10, 27, 3)
     berlin = by_action(decide(snaps, RetentionPolicy(keep_hourly=24, timezone="Europe/Berlin"), now))
-    assert berlin[KEEP] == {"three", "cet"} and berlin[DELETE] == {"cest"}
+    assert berlin[KEEP] == {"three", "cet", "cest"} and berlin[DELETE] == set()
+    assert by_action(decide(snaps, RetentionPolicy(keep_hourly=2, timezone="Europe/Berlin"), now))[KEEP] == {"three", "cet"}
     assert by_action(decide(snaps, RetentionPolicy(keep_hourly=24), now))[KEEP] == {"three", "cet", "cest"}
+
+
+def test_each_half_of_the_repeated_hour_keeps_its_newest():
+    # Four snapshots in the repeated 02:xx hour: 02:10 and 02:50 CEST, then 02:10 and 02:50 CET.
+    snaps = [snap("cest-10", at(2024, 10, 27, 0, 10)), snap("cest-50", at(2024, 10, 27, 0, 50)),
+             snap("cet-10", at(2024, 10, 27, 1, 10)), snap("cet-50", at(2024, 10, 27, 1, 50))]
+    decisions = decide(snaps, RetentionPolicy(keep_hourly=5, timezone="Europe/Berlin"), at(2024, 10, 27, 2))
+    assert by_action(decisions)[KEEP] == {"cest-50", "cet-50"}
+    assert by_action(decisions)[DELETE] == {"cest-10", "cet-10"}
+
+
+def test_hourly_snapshots_through_the_autumn_night_keep_one_per_real_hour():
+    # Every 20 minutes from 22:00 UTC on 26 October to 04:00 UTC: 6 real hours, 18 snapshots.
+    first = at(2024, 10, 26, 22)
+    snaps = [snap("s%02d" % i, first + timedelta(minutes=20 * i)) for i in range(18)]
+    kept = by_action(decide(snaps, RetentionPolicy(keep_hourly=100, timezone="Europe/Berlin"), at(2024, 10, 27, 5)))[KEEP]
+    assert kept == {"s%02d" % i for i in (2, 5, 8, 11, 14, 17)}  # the :40 of each real hour
+    kept = by_action(decide(snaps, RetentionPolicy(keep_hourly=3, timezone="Europe/Berlin"), at(2024, 10, 27, 5)))[KEEP]
+    assert kept == {"s11", "s14", "s17"}
+
+
+def test_spring_gap_hours_stay_distinct():
+    # Europe/Berlin, 2024-03-31: 01:59 CET (00:59 UTC) is followed by 03:00 CEST (01:00 UTC); 02:xx never happens.
+    snaps = [snap("one", at(2024, 3, 31, 0, 30)), snap("one-late", at(2024, 3, 31, 0, 59)),
+             snap("three", at(2024, 3, 31, 1, 0)), snap("three-late", at(2024, 3, 31, 1, 59))]
+    decisions = decide(snaps, RetentionPolicy(keep_hourly=10, timezone="Europe/Berlin"), at(2024, 3, 31, 3))
+    assert by_action(decisions)[KEEP] == {"one-late", "three-late"}
+
+
+def test_half_hour_dst_shift_lord_howe():
+    # Australia/Lord_Howe, 2024-04-07: 02:00 +11:00 falls back to 01:30 +10:30; 01:30-02:00 happens twice.
+    zone = get_zone("Australia/Lord_Howe")
+    first = at(2024, 4, 6, 14, 45)  # 01:45 +11:00, first pass
+    second = at(2024, 4, 6, 15, 15)  # 01:45 +10:30, 30 minutes later
+    assert first.astimezone(zone).replace(tzinfo=None) == second.astimezone(zone).replace(tzinfo=None) == datetime(2024, 4, 7, 1, 45)
+    snaps = [snap("first", first), snap("second", second)]
+    kept = by_action(decide(snaps, RetentionPolicy(keep_hourly=5, timezone="Australia/Lord_Howe"), second + timedelta(hours=1)))[KEEP]
+    assert kept == {"first", "second"}
+
+
+def test_a_25_hour_day_is_one_daily_bucket_and_a_23_hour_day_too():
+    zone = "Europe/Berlin"
+    # 27 October 2024 (25 hours): 00:10 CEST (26 Oct 22:10 UTC) and 23:50 CET (27 Oct 22:50 UTC) are one day.
+    autumn = [snap("start", at(2024, 10, 26, 22, 10)), snap("end", at(2024, 10, 27, 22, 50)), snap("before", at(2024, 10, 26, 21, 50))]
+    kept = by_action(decide(autumn, RetentionPolicy(keep_daily=5, timezone=zone), at(2024, 10, 28)))[KEEP]
+    assert kept == {"end", "before"}
+    # 31 March 2024 (23 hours): 00:10 CET (30 Mar 23:10 UTC) and 23:50 CEST (31 Mar 21:50 UTC) are one day.
+    spring = [snap("start", at(2024, 3, 30, 23, 10)), snap("end", at(2024, 3, 31, 21, 50)), snap("after", at(2024, 3, 31, 22, 10))]
+    kept = by_action(decide(spring, RetentionPolicy(keep_daily=5, timezone=zone), at(2024, 4, 2)))[KEEP]
+    assert kept == {"end", "after"}
+
+
+def test_week_month_and_year_edges_follow_local_summer_time():
+    zone = "Europe/Berlin"
+    # 31 March 2024 21:59 UTC = 23:59 CEST on Sunday 31 March; 22:01 UTC = 00:01 CEST on Monday 1 April.
+    snaps = [snap("march", at(2024, 3, 31, 21, 59)), snap("april", at(2024, 3, 31, 22, 1))]
+    now = at(2024, 4, 2)
+    for rule in ("keep_weekly", "keep_monthly"):
+        assert by_action(decide(snaps, RetentionPolicy(timezone=zone, **{rule: 5}), now))[KEEP] == {"march", "april"}, rule
+    assert by_action(decide(snaps, RetentionPolicy(keep_weekly=5), now))[KEEP] == {"april"}  # one UTC week
+    # New Year in Auckland is in summer time (+13:00): 31 Dec 10:59 UTC is 23:59, 11:01 UTC is 00:01 on 1 January.
+    years = [snap("old", at(2023, 12, 31, 10, 59)), snap("new", at(2023, 12, 31, 11, 1))]
+    kept = by_action(decide(years, RetentionPolicy(keep_yearly=5, timezone="Pacific/Auckland"), at(2024, 1, 2)))[KEEP]
+    assert kept == {"old", "new"}
 
 
 # --- keep_last, keep_within, minimum, ties -----------------------------------------------------
@@ -346,7 +413,9 @@ def test_from_options_builds_policy():
         ({}, "retention: at least one rule is required"),
         (None, "retention: at least one rule is required"),
         ({"minimum": 3}, "retention: at least one rule is required"),
-        ({"keep_last": None, "keep_within": ""}, "retention: at least one rule is required"),
+        ({"keep_last": None, "keep_within": ""}, "retention.keep_within: an empty duration is refused"),
+        ({"keep_last": 1, "keep_within": "  "}, "retention.keep_within: an empty duration is refused"),
+        ({"keep_within": "99999999 weeks"}, "retention.keep_within: duration '99999999 weeks' is too long"),
         ({"keep_last": 1, "keep_dayly": 7}, "retention: unknown option.*keep_dayly"),
         ("keep_last=1", "retention must be a dictionary"),
     ],
@@ -368,6 +437,7 @@ def test_from_options_prefix_names_the_option():
         ({"keep_last": 0}, "retention.keep_last must be >= 1"),
         ({"keep_last": "3"}, "retention.keep_last must be an integer"),
         ({"keep_within": timedelta(0)}, "retention.keep_within must be positive"),
+        ({"keep_within": timedelta(weeks=99999999)}, "retention.keep_within: duration .* is too long"),
         ({"keep_within": "1d"}, "retention.keep_within must be a timedelta"),
         ({"keep_last": 1, "minimum": -2}, "retention.minimum must be >= 0"),
         ({"keep_last": 1, "minimum": None}, "retention.minimum must be an integer"),
@@ -422,11 +492,64 @@ def test_to_result_and_summarize():
     assert to_result(decision) == {
         "snapshot_id": "snap-1",
         "volume_id": "vol-1",
+        "group": "vol-1",
         "start_time": "2024-01-01T02:00:00+00:00",
         "reasons": ["keep_daily", "minimum"],
     }
     assert summarize([decision, Decision(decision.snapshot, PROTECT, ("pending",))]) == {"vol-1": {"keep": 1, "delete": 0, "protect": 1}}
     assert summarize([]) == {}
+    upload = Decision(Snapshot("snap-2", "vol-ffffffff", datetime(2024, 1, 1, tzinfo=UTC), tags={"blockwise:lineage": "db"}), KEEP,
+                      ("keep_last",), "lineage:db")
+    assert to_result(upload)["group"] == "lineage:db" and to_result(upload)["volume_id"] == "vol-ffffffff"
+    assert summarize([upload]) == {"lineage:db": {"keep": 1, "delete": 0, "protect": 0}}
+
+
+# --- grouping by lineage -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("volume_id, tags, group", [
+    ("vol-0123", {}, "vol-0123"),
+    ("vol-0123", {"blockwise:policy": "daily"}, "vol-0123"),
+    ("vol-ffffffff", {"blockwise:lineage": "disk-a"}, "lineage:disk-a"),
+    ("vol-0123", {"blockwise:lineage": "disk-a"}, "lineage:disk-a"),  # the tag wins: a copy may keep a volume id
+    ("vol-0123", {"blockwise:lineage": "vol-0123"}, "lineage:vol-0123"),  # never merged with the real volume's group
+    ("vol-ffffffff", {}, None),
+    ("", {}, None),
+    ("vol-ffffffff", {"blockwise:lineage": ""}, None),
+    ("vol-ffffffff", {"blockwise:lineage": "  "}, None),
+    ("vol-0abc", {"blockwise:source-snapshot": "snap-1"}, None),  # a copy's VolumeId is arbitrary
+    ("vol-0abc", {"blockwise:source-snapshot": "snap-1", "blockwise:lineage": "vol-0123"}, "lineage:vol-0123"),
+])
+def test_group_of(volume_id, tags, group):
+    assert group_of(Snapshot("snap-1", volume_id, at(2024, 1, 1), tags=tags)) == group
+
+
+def test_uploads_of_three_disks_are_three_groups_and_unlabelled_uploads_are_held():
+    now = at(2024, 5, 4)
+    snaps = []
+    for disk in ("a", "b", "c"):
+        for day in (1, 2, 3):
+            snaps.append(snap("%s%d" % (disk, day), at(2024, 5, day, 2), "vol-ffffffff", tags={"blockwise:lineage": disk}))
+    snaps += [snap("x%d" % day, at(2024, 5, day, 3), "vol-ffffffff") for day in (1, 2, 3)]
+    decisions = decide(snaps, RetentionPolicy(keep_daily=3), now)
+    assert by_action(decisions)[DELETE] == set()
+    assert by_action(decisions)[PROTECT] == {"x1", "x2", "x3"}
+    assert {d.reasons for d in decisions if d.action == PROTECT} == {("no-lineage",)}
+    assert {d.snapshot_id: d.group for d in decisions if d.action == KEEP}["b2"] == "lineage:b"
+    # keep_last: 1 keeps the newest of each disk; the held ones never count nor go.
+    assert by_action(decide(snaps, RetentionPolicy(keep_last=1), now))[KEEP] == {"a3", "b3", "c3"}
+    # Held snapshots are never candidates, even where every rule would drop them.
+    assert all(d.action == PROTECT for d in decide(snaps[-3:], RetentionPolicy(keep_last=1), now))
+
+
+def test_lineage_groups_never_take_a_volumes_per_volume_policy():
+    snaps = [snap("real-%d" % day, at(2024, 5, day), "vol-1") for day in (1, 2, 3)]
+    snaps += [snap("copy-%d" % day, at(2024, 5, day), "vol-1", tags={"blockwise:lineage": "vol-1"}) for day in (1, 2, 3)]
+    decisions = decide(snaps, RetentionPolicy(keep_last=1), at(2024, 5, 4), policy_by_volume={"vol-1": RetentionPolicy(keep_last=3)},
+                       held_volumes={})
+    assert by_action(decisions)[KEEP] == {"real-1", "real-2", "real-3", "copy-3"}
+    held = decide(snaps, RetentionPolicy(keep_last=1), at(2024, 5, 4), held_volumes={"vol-1": "bad tag"})
+    assert by_action(held)[PROTECT] == {"real-1", "real-2", "real-3"} and by_action(held)[KEEP] == {"copy-3"}
 
 
 def test_snapshot_from_api():

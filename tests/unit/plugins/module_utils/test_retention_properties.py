@@ -30,7 +30,7 @@ NOW = BASE + timedelta(seconds=SPAN_SECONDS)
 ZONES = ("UTC", "Europe/Berlin", "Pacific/Auckland", "America/Los_Angeles", "Asia/Kolkata", "Australia/Lord_Howe")
 STATES = ("completed",) * 8 + ("pending", "error")
 BUCKET_KEYS = {
-    "keep_hourly": lambda t: (t.year, t.month, t.day, t.hour),
+    "keep_hourly": lambda t: (t.year, t.month, t.day, t.hour, t.utcoffset()),
     "keep_daily": lambda t: (t.year, t.month, t.day),
     "keep_weekly": lambda t: tuple(t.isocalendar())[:2],
     "keep_monthly": lambda t: (t.year, t.month),
@@ -238,3 +238,65 @@ def test_timezone_only_moves_calendar_buckets(population, policy):
     keep_last = policy.keep_last or (None if policy.keep_within else 1)
     plain = replace(policy, keep_last=keep_last, keep_hourly=None, keep_daily=None, keep_weekly=None, keep_monthly=None, keep_yearly=None)
     assert population.run(plain) == population.run(replace(plain, timezone="Pacific/Auckland"))
+
+
+# --- daylight saving time: distinct real hours are distinct hourly buckets ---------------------
+
+DST_ZONES = ("Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pacific/Auckland", "America/St_Johns")
+
+
+def _transitions(zone_name, year=2024):
+    """The UTC instants at which ``zone_name`` changes its offset during ``year`` (hourly scan, then by minute)."""
+    zone = get_zone(zone_name)
+    found = []
+    start = datetime(year, 1, 1, tzinfo=UTC)
+    for hour in range(366 * 24):
+        before, after = start + timedelta(hours=hour), start + timedelta(hours=hour + 1)
+        if before.astimezone(zone).utcoffset() != after.astimezone(zone).utcoffset():
+            minute = next(m for m in range(61) if (before + timedelta(minutes=m)).astimezone(zone).utcoffset() != before.astimezone(zone).utcoffset())
+            found.append(before + timedelta(minutes=minute))
+    return found
+
+
+TRANSITIONS = [(zone, instant) for zone in DST_ZONES for instant in _transitions(zone)]
+
+
+@SMALL
+@given(where=st.sampled_from(TRANSITIONS), minutes=st.lists(st.integers(-240, 240), min_size=1, max_size=40, unique=True),
+       count=st.integers(1, 12))
+def test_dst_hourly_buckets_never_merge_distinct_real_hours(where, minutes, count):
+    """Around every 2024 clock change of zones with 1 h and 30 min shifts: a snapshot is only dropped by
+    keep_hourly for a newer one of the same local hour and UTC offset, less than an hour later; the kept
+    ones are the newest of ``count`` distinct hours."""
+    zone_name, instant = where
+    zone = get_zone(zone_name)
+    snaps = [Snapshot("s%+04d" % m, "vol-1", instant + timedelta(minutes=m)) for m in minutes]
+    decisions = decide(snaps, RetentionPolicy(keep_hourly=count, timezone=zone_name), instant + timedelta(hours=5))
+    kept = [d.snapshot for d in decisions if d.action == KEEP]
+    local = {s.snapshot_id: s.start_time.astimezone(zone) for s in snaps}
+    hour_of = {sid: (t.date(), t.hour, t.utcoffset()) for sid, t in local.items()}
+    assert len({hour_of[s.snapshot_id] for s in kept}) == len(kept) == min(count, len(set(hour_of.values())))
+    for decision in decisions:
+        if decision.action != DELETE:
+            continue
+        snap = decision.snapshot
+        newer_same_hour = [s for s in snaps if hour_of[s.snapshot_id] == hour_of[snap.snapshot_id] and s.start_time > snap.start_time]
+        in_kept_hours = hour_of[snap.snapshot_id] in {hour_of[s.snapshot_id] for s in kept}
+        if in_kept_hours:
+            assert newer_same_hour and all(s.start_time - snap.start_time < timedelta(hours=1) for s in newer_same_hour)
+
+
+@SMALL
+@given(where=st.sampled_from(TRANSITIONS), minutes=st.lists(st.integers(-2000, 2000), min_size=1, max_size=40, unique=True))
+def test_dst_daily_buckets_are_local_calendar_days(where, minutes):
+    """keep_daily keeps exactly the newest snapshot of each local date, whether the day has 23, 24 or 25 hours."""
+    zone_name, instant = where
+    zone = get_zone(zone_name)
+    snaps = [Snapshot("s%+05d" % m, "vol-1", instant + timedelta(minutes=m)) for m in minutes]
+    decisions = decide(snaps, RetentionPolicy(keep_daily=100, timezone=zone_name), instant + timedelta(days=3))
+    newest_per_day = {}
+    for snap in snaps:
+        day = snap.start_time.astimezone(zone).date()
+        if day not in newest_per_day or snap.start_time > newest_per_day[day].start_time:
+            newest_per_day[day] = snap
+    assert {d.snapshot.snapshot_id for d in decisions if d.action == KEEP} == {s.snapshot_id for s in newest_per_day.values()}

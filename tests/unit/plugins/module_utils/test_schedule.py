@@ -66,7 +66,10 @@ def test_parse_duration(text, expected):
         ("1y", "months and years vary in length"),
         ("2 months", "months and years vary in length"),
         ("1 year", "months and years vary in length"),
-        ("99999999999999999w", "duration '99999999999999999w' is too large"),
+        ("99999999999999999w", "duration '99999999999999999w' is too long: at most 36500 days"),
+        ("99999999 weeks", "duration '99999999 weeks' is too long: at most 36500 days"),
+        ("36500d 1s", "duration '36500d 1s' is too long"),
+        (timedelta(days=36501), "is too long"),
         (None, "cannot parse duration None"),
         (True, "cannot parse duration True"),
         (timedelta(0), "must be positive"),
@@ -77,6 +80,19 @@ def test_parse_duration_errors(value, message):
     with pytest.raises(ValueError) as info:
         parse_duration(value)
     assert message in str(info.value)
+
+
+def test_longest_duration_is_accepted_and_stays_in_datetime_range():
+    assert parse_duration("36500d") == schedule.MAX_DURATION
+    assert parse_duration(schedule.MAX_DURATION) == schedule.MAX_DURATION
+    freq = parse_frequency("36500 days")
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert is_due(freq, now, now - timedelta(days=1), grace=schedule.MAX_DURATION - timedelta(days=1)).due is False
+
+
+def test_out_of_range_frequency_is_named_as_such_not_as_an_unknown_form():
+    with pytest.raises(schedule.DurationRangeError, match="duration '99999999 weeks' is too long"):
+        parse_frequency("99999999 weeks")
 
 
 def test_durations_need_pytimeparse(monkeypatch):
@@ -351,3 +367,130 @@ def test_jittered_runs_on_schedule_never_skip_and_never_double(text):
         taken += 1
         assert not is_due(freq, run + timedelta(minutes=1), latest, grace).due
     assert taken == 60
+
+
+# --- daylight saving time: cron helpers against a minute-by-minute oracle ----------------------
+
+import functools  # noqa: E402  pylint: disable=wrong-import-position
+
+from hypothesis import given, settings, strategies as st  # noqa: E402  pylint: disable=wrong-import-position
+
+DST_ZONES = ("Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pacific/Auckland", "America/St_Johns", "Europe/London")
+# (expression, how far back/forward the oracle must look to find the neighbouring fire times)
+DST_EXPRESSIONS = (
+    ("30 2 * * *", 2), ("0 2 * * *", 2), ("59 1 * * *", 2), ("0 3 * * *", 2), ("15 1-3 * * *", 2), ("45 0,2,4 * * *", 2),
+    ("*/7 2 * * *", 2), ("30 * * * *", 1), ("0 * * * *", 1), ("*/20 * * * *", 1), ("0 */2 * * *", 1), ("30 2 * * 0", 8),
+    ("30 1 * * 1-5", 4), ("0 0 * * *", 2),
+)
+
+
+def _field_values(text, low, high):
+    values = set()
+    for item in text.split(","):
+        base, _, step = item.partition("/")
+        if base == "*":
+            start, stop = low, high
+        elif "-" in base:
+            start, stop = (int(x) for x in base.split("-"))
+        else:
+            start = int(base)
+            stop = high if step else start
+        values.update(range(start, stop + 1, int(step) if step else 1))
+    return values
+
+
+def _matches(expression, wall):
+    minute, hour, dom, month, dow = expression.split()
+    days = {7 if d == 0 else d for d in _field_values(dow, 0, 7)} | ({0} if "7" in dow.split(",") else set())
+    cron_dow = (wall.weekday() + 1) % 7
+    day_ok_dom = wall.day in _field_values(dom, 1, 31)
+    day_ok_dow = cron_dow in {d % 7 for d in days}
+    if dom.startswith("*") or dow.startswith("*"):
+        day_ok = day_ok_dom and day_ok_dow
+    else:
+        day_ok = day_ok_dom or day_ok_dow
+    return (wall.minute in _field_values(minute, 0, 59) and wall.hour in _field_values(hour, 0, 23)
+            and wall.month in _field_values(month, 1, 12) and day_ok)
+
+
+def _oracle_fires(expression, zone_name, start, end):
+    """The documented fire instants in [start, end): wall-clock matches; a fixed-time expression fires once in a
+    repeated hour (its first pass) and, for a wall time skipped by a forward jump, at the first instant after it."""
+    zone = get_zone(zone_name)
+    minute, hour = expression.split()[:2]
+    fixed = not minute.startswith("*") and not hour.startswith("*")
+    fires = []
+    t = start.replace(second=0, microsecond=0)
+    previous = (t - timedelta(minutes=1)).astimezone(zone)
+    while t < end:
+        local = t.astimezone(zone)
+        wall = local.replace(tzinfo=None)
+        fire = _matches(expression, wall) and not (fixed and local.fold == 1)
+        jump = wall - previous.replace(tzinfo=None)
+        if fixed and not fire and jump > timedelta(minutes=1):
+            skipped = previous.replace(tzinfo=None) + timedelta(minutes=1)
+            while skipped < wall and not fire:
+                fire = _matches(expression, skipped)
+                skipped += timedelta(minutes=1)
+        if fire:
+            fires.append(t)
+        previous = local
+        t += timedelta(minutes=1)
+    return fires
+
+
+@functools.lru_cache(maxsize=None)
+def _oracle_around(expression, zone_name, transition, days):
+    """The oracle's fire times from ``days`` (+ 6 hours) before ``transition`` to as long after it (cached per case)."""
+    margin = timedelta(days=days, hours=6)
+    return tuple(_oracle_fires(expression, zone_name, transition - margin, transition + margin))
+
+
+@functools.lru_cache(maxsize=None)
+def _dst_transitions(zone_name, year=2024):
+    zone = get_zone(zone_name)
+    found = []
+    start = datetime(year, 1, 1, tzinfo=UTC)
+    for hour in range(366 * 24):
+        before, after = start + timedelta(hours=hour), start + timedelta(hours=hour + 1)
+        if before.astimezone(zone).utcoffset() != after.astimezone(zone).utcoffset():
+            found.append(after)
+    return tuple(found)
+
+
+DST_TRANSITIONS = [(zone, instant) for zone in DST_ZONES for instant in _dst_transitions(zone)]
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(where=st.sampled_from(DST_TRANSITIONS), case=st.sampled_from(DST_EXPRESSIONS), seconds=st.integers(-6 * 3600, 6 * 3600))
+def test_dst_cron_points_match_the_documented_oracle(where, case, seconds):
+    zone_name, transition = where
+    expression, days = case
+    now = transition + timedelta(seconds=seconds)
+    fires = _oracle_around(expression, zone_name, transition, days)
+    freq = parse_frequency(expression, zone_name)
+    expected_last = max(f for f in fires if f <= now)
+    expected_next = min(f for f in fires if f > now)
+    assert last_scheduled_point(freq, now) == expected_last, (zone_name, expression, now)
+    assert next_scheduled_point(freq, now) == expected_next, (zone_name, expression, now)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("text", ["30 2 * * *", "0 2 * * *", "0 * * * *", "*/30 * * * *", "0 */2 * * *", "15 1-3 * * *"])
+def test_jittered_runs_through_both_clock_changes_never_skip_and_never_double(zone, text):
+    """A job started at each scheduled point +/- 2 minutes, over a year that holds both clock changes, snapshots
+    on every run and a re-run a minute later takes nothing."""
+    import random  # pylint: disable=import-outside-toplevel
+
+    freq = parse_frequency(text, zone)
+    rnd = random.Random(text + zone)
+    for transition in _dst_transitions(zone):
+        point = transition - timedelta(hours=8)
+        latest = None
+        while point < transition + timedelta(hours=8):
+            point = next_scheduled_point(freq, point)
+            run = point + timedelta(seconds=rnd.randint(-120, 120))
+            grace = schedule.default_grace(freq, run)
+            assert is_due(freq, run, latest, grace).due, (text, zone, run, latest)
+            latest = run
+            assert not is_due(freq, run + timedelta(minutes=1), latest, grace).due, (text, zone, run)
