@@ -425,7 +425,7 @@ def read_and_plan(module, options):
     return sources, excluded, core.plan(sources, copies, options), dest, copies
 
 
-def warnings_of(result, options):
+def warnings_of(result, options, check_mode):
     """Warnings for what the user should know although the task did not fail."""
     messages = []
     if result["queued"]:
@@ -436,8 +436,8 @@ def warnings_of(result, options):
             messages.append("copy {0} of {1} was in state error: deleted and copied again".format(copy_id, item["source_snapshot_id"]))
     for item in result["duplicates"]:
         messages.append("{0} has several copies in the destination: {1}".format(item["source_snapshot_id"], ", ".join(item["copies"])))
-    if options.wait:
-        pending = [item["snapshot_id"] for item in result["copies"] if item["state"] != core.COMPLETED]
+    if options.wait and not check_mode:
+        pending = [item["snapshot_id"] or item["source_snapshot_id"] for item in result["copies"] if item["state"] != core.COMPLETED]
         if pending:
             messages.append("wait_timeout={0}: {1} copies not completed yet: {2}".format(options.wait_timeout, len(pending), ", ".join(pending[:10])))
     return messages[:MAX_WARNINGS]
@@ -482,7 +482,7 @@ def main():
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff
-    for message in warnings_of(result, options):
+    for message in warnings_of(result, options, module.check_mode):
         module.warn(message)
     problems = ["{0} {1}: {2}".format(item["request"], item["source_snapshot_id"], item["error"]) for item in result["errors"]]
     problems += ["copy {0} of {1} ended in state error".format(item["snapshot_id"], item["source_snapshot_id"]) for item in result["failed_copies"]]

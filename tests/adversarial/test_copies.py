@@ -43,7 +43,8 @@ def test_source_tags_never_set_a_copys_identity_or_lineage(aws, playbook):
 
 def test_a_chain_of_copies_keeps_the_original_lineage_and_each_hops_identity(aws, playbook):
     made = sources(aws, volumes=2, per_volume=1)
-    run = playbook([copy_task("hop 1"), copy_task("hop 2", region=THIRD, source_region=DR)])
+    # Hop 2 only takes completed copies: hop 1 waits for them.
+    run = playbook([copy_task("hop 1", wait=True, wait_timeout=120), copy_task("hop 2", region=THIRD, source_region=DR)])
     assert not run.result("hop 1").get("failed") and not run.result("hop 2").get("failed"), run
     first_hop = copies_in(aws, DR)
     second_hop = copies_in(aws, THIRD)
