@@ -629,7 +629,7 @@ def build_result(first, final, started, excluded, requeued=None, errors=(), chec
         queued = first.queued(len(first.start))
     else:
         queued = [dict(item, reason=requeued.get(item["source_snapshot_id"], item["reason"])) for item in final.queued(0)]
-    now = {item["source_snapshot_id"]: item for item in final.present}
+    now = {item["source_snapshot_id"]: item for item in final.present + final.failed}
     copies = [copy_item(action, None if check_mode else now.get(action["source_snapshot_id"])) for action in started]
     mine = {action["source_snapshot_id"] for action in started}
     present = [now.get(item["source_snapshot_id"], item) for item in first.present if item["source_snapshot_id"] not in mine]

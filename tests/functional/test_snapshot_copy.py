@@ -6,6 +6,9 @@ snapshot"): the copy request goes to the destination region with SourceRegion/So
 copy starts ``pending`` and its VolumeId is arbitrary; at most 20 concurrent copies per destination
 region, beyond that ``ResourceLimitExceeded``; tags given in TagSpecifications are set at creation.
 """
+import threading
+import time
+
 from tests.localaws.blockdata import block, write_snapshot
 
 MODULE = "blockwise.ebs.ebs_snapshot_copy"
@@ -166,3 +169,115 @@ def test_a_server_error_never_leads_to_a_second_copy_in_the_same_run(aws, playbo
     res = playbook([copy_task()]).result("copy")
     assert not res.get("failed") and len(res["copies"]) == 2
     assert sorted(copies_in(aws)) == sorted(snap for snaps in made.values() for snap in snaps)
+
+
+class PendingSampler:
+    """Counts the collection's pending copies in a region every few milliseconds, in a thread."""
+
+    def __init__(self, aws, region=DR):
+        self.ec2 = aws.client("ec2", region=region)
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        filters = [{"Name": "tag-key", "Values": ["blockwise:source-snapshot"]}, {"Name": "status", "Values": ["pending"]}]
+        while not self._stop.is_set():
+            self.samples.append(len(self.ec2.describe_snapshots(OwnerIds=["self"], Filters=filters)["Snapshots"]))
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+
+
+def test_quota_under_load_never_more_than_20_pending(aws, playbook):
+    """60 sources, copies that take 3 s: one waiting run copies them all in rounds of at most 20."""
+    made = sources(aws, volumes=20, per_volume=3)
+    aws.set_copy_duration(3)
+    aws.reset_counters()
+    with PendingSampler(aws) as sampler:
+        res = playbook([copy_task(wait=True, wait_timeout=300)]).result("copy")
+    assert not res.get("failed"), res
+    assert len(res["copies"]) == 60 and res["queued"] == [] and all(item["state"] == "completed" for item in res["copies"])
+    assert max(sampler.samples) == 20, sampler.samples  # the quota was reached, never passed
+    assert aws.counters().get("ec2:CopySnapshot") == 60  # never refused: the module kept within max_in_flight
+    assert sorted(copies_in(aws)) == sorted(snap for snaps in made.values() for snap in snaps)
+
+
+def test_quota_over_runs_without_waiting(aws, playbook):
+    """Without wait: 20 per run while the earlier ones are pending; a run with a full queue changes nothing."""
+    sources(aws, volumes=20, per_volume=3)
+    aws.set_copy_duration(600)
+    started, queued, changed = [], [], []
+    with PendingSampler(aws) as sampler:
+        for dummy in range(5):
+            aws.reset_counters()
+            res = playbook([copy_task()]).result("copy")
+            assert not res.get("failed"), res
+            started.append(aws.counters().get("ec2:CopySnapshot", 0))
+            queued.append(len(res["queued"]))
+            changed.append(res["changed"])
+            if dummy % 2:
+                aws.advance_clock(601)  # the pending copies complete
+    assert started == [20, 0, 20, 0, 20] and queued == [40, 40, 20, 20, 0] and changed == [True, False, True, False, True]
+    assert max(sampler.samples) <= 20
+
+
+def test_a_lower_account_quota_is_met_with_queueing_not_failure(aws, playbook):
+    """Copies of other tools count in AWS's quota: ResourceLimitExceeded queues the rest."""
+    sources(aws, volumes=4, per_volume=1)
+    aws.set_copy_limit(2)
+    aws.set_copy_duration(600)
+    res = playbook([copy_task()]).result("copy")
+    assert not res.get("failed"), res
+    assert len(res["copies"]) == 2 and len(res["queued"]) == 2
+    assert res["queued"][0]["reason"].startswith("ResourceLimitExceeded")
+    assert res["summary"]["in_flight"] == 2
+
+
+def test_a_copy_that_ends_in_error_fails_the_run_and_the_next_run_retries_it(aws, playbook):
+    made = sources(aws, volumes=1, per_volume=1)
+    source_id = made[next(iter(made))][0]
+    aws.set_copy_duration(600)
+    res = playbook([copy_task()]).result("copy")
+    first_copy = res["copies"][0]["snapshot_id"]
+    aws.fail_copy(first_copy, region=DR, message="The snapshot copy failed.")
+    aws.set_copy_duration(1)
+    res = playbook([copy_task(wait=True, wait_timeout=60)]).result("copy")
+    # Found in error by this run: deleted, copied again, waited for.
+    assert not res.get("failed"), res
+    assert res["copies"][0]["replaced"] == [first_copy] and res["copies"][0]["state"] == "completed"
+
+    # A copy this run makes and sees fail is reported, the task fails, and the next run retries it.
+    aws.client("ec2", region=DR).delete_snapshot(SnapshotId=res["copies"][0]["snapshot_id"])
+    aws.set_copy_duration(600)
+    failer = threading.Timer(3, lambda: [aws.fail_copy(copy["SnapshotId"], region=DR) for copy in copies_in(aws).values()])
+    failer.start()
+    res = playbook([copy_task(wait=True, wait_timeout=60)]).result("copy")
+    failer.join()
+    assert res.get("failed") and "ended in state error" in res["msg"], res
+    assert [item["source_snapshot_id"] for item in res["failed_copies"]] == [source_id]
+    assert res["copies"][0]["state"] == "error"
+    aws.set_copy_duration(1)
+    res = playbook([copy_task(wait=True, wait_timeout=60)]).result("copy")
+    assert not res.get("failed") and res["copies"][0]["replaced"] and res["copies"][0]["state"] == "completed", res
+
+
+def test_copies_are_encrypted_with_the_destination_key_and_lineage_never_comes_from_their_volume(aws, playbook):
+    made = sources(aws, volumes=2, per_volume=1)
+    kms = aws.client("kms", region=DR)
+    key = kms.create_key(Description="dr")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/dr", TargetKeyId=key["KeyId"])
+    res = playbook([copy_task(kms_key_id="alias/dr", wait=True, wait_timeout=60)]).result("copy")
+    assert not res.get("failed"), res
+    for source_id, copy in copies_in(aws).items():
+        assert copy["Encrypted"] and copy["KmsKeyId"] == key["Arn"]
+        assert copy["VolumeId"] == "vol-ffffffff"  # AWS: arbitrary
+        volume_id = [volume for volume, snaps in made.items() if source_id in snaps][0]
+        assert tags_of(copy)["blockwise:lineage"] == volume_id
+    assert {item["kms_key_id"] for item in res["copies"]} == {key["Arn"]}

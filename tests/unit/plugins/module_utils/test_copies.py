@@ -282,3 +282,14 @@ def test_result_in_check_mode_and_after_a_run():
     assert done["summary"]["copies"] == 1 and done["summary"]["queued"] == 1 and done["summary"]["in_flight"] == 1
     nothing = copies.build_result(final, final, [], [])
     assert not nothing["changed"] and nothing["diff"] == {"before": {}, "after": {}}
+
+
+def test_a_copy_of_this_run_that_failed_is_reported_with_its_state():
+    opts = options()
+    sources = sources_of([snap("snap-1")], opts)
+    first = copies.plan(sources, [], opts)
+    started = [dict(first.start[0], snapshot_id="snap-c1")]
+    final = copies.plan(sources, [copy_of("snap-1", "snap-c1", "error")], opts, started={("snap-1", "us-east-1", HOME): "snap-c1"})
+    result = copies.build_result(first, final, started, [])
+    assert result["copies"][0]["state"] == "error" and result["copies"][0]["snapshot_id"] == "snap-c1"
+    assert [item["snapshot_id"] for item in result["failed_copies"]] == ["snap-c1"]
