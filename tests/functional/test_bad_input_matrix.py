@@ -296,6 +296,8 @@ CASES = [
     pru("max_concurrency too high", {"max_concurrency": 100}, ["max_concurrency", "got 100"]),
     pru("retention_tag reserved prefix", {"retention_tag": "aws:gens"}, ["retention_tag", "aws:gens"]),
     pru("circuit breaker", {"max_deletions": 1}, ["max_deletions=1", "nothing was deleted"]),
+    pru("copy_regions unknown region", {"copy_regions": [NO_REGION]}, ["copy_regions", NO_REGION]),
+    pru("copy_accounts malformed", {"copy_accounts": ["all"]}, ["copy_accounts", "'all'"]),
 
     # ebs_snapshot_copy: regions, keys, selection, tags, limits
     cpy("source_region that does not exist", {"source_region": NO_REGION}, ["source_region", NO_REGION]),

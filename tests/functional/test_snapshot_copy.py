@@ -8,6 +8,7 @@ region, beyond that ``ResourceLimitExceeded``; tags given in TagSpecifications a
 """
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 from tests.localaws.blockdata import block, write_snapshot
 
@@ -281,3 +282,77 @@ def test_copies_are_encrypted_with_the_destination_key_and_lineage_never_comes_f
         volume_id = [volume for volume, snaps in made.items() if source_id in snaps][0]
         assert tags_of(copy)["blockwise:lineage"] == volume_id
     assert {item["kms_key_id"] for item in res["copies"]} == {key["Arn"]}
+
+
+def prune_task(title, region=HOME, **params):
+    return {"name": title, "blockwise.ebs.ebs_snapshot_prune": dict({"region": region, "policy": POLICY, "max_deletions": 100}, **params),
+            "ignore_errors": True}
+
+
+def test_a_source_whose_copy_is_pending_is_protected_from_pruning(aws, playbook):
+    made = sources(aws, volumes=1, per_volume=4)
+    for age, snapshot_id in enumerate(reversed(made[next(iter(made))])):
+        aws.backdate_snapshot(snapshot_id, datetime.now(timezone.utc) - timedelta(days=age + 1), region=HOME)
+    aws.set_copy_duration(600)
+    assert len(playbook([copy_task()]).result("copy")["copies"]) == 4
+    aws.reset_counters()
+    res = playbook([prune_task("prune", retention={"keep_last": 1}, copy_regions=[DR])], diff=True).result("prune")
+    assert not res.get("failed"), res
+    assert res["deleted"] == [] and sorted(item["snapshot_id"] for item in res["protected"]) == sorted(made[next(iter(made))])
+    assert all(item["reasons"] == ["copy-pending:" + DR] for item in res["protected"])
+    assert aws.counters().get("ec2:DescribeSnapshots") == 2  # the scope at home, one read in DR
+    assert all(copy["State"] == "pending" for copy in copies_in(aws).values())
+
+    aws.advance_clock(601)  # the copies complete: the home retention applies again
+    res = playbook([prune_task("prune", retention={"keep_last": 1}, copy_regions=[DR])]).result("prune")
+    assert not res.get("failed") and len(res["deleted"]) == 3, res
+    assert all(copy["State"] == "completed" for copy in copies_in(aws).values())  # the copies survived their sources
+
+
+def test_without_the_protection_a_pruned_source_loses_its_pending_copy(aws, playbook):
+    """Why copy_regions exists: deleting the source of a pending copy makes the copy fail (the endpoint's model)."""
+    made = sources(aws, volumes=1, per_volume=2)
+    older = made[next(iter(made))][0]
+    aws.backdate_snapshot(older, datetime.now(timezone.utc) - timedelta(days=3), region=HOME)
+    aws.set_copy_duration(600)
+    playbook([copy_task()])
+    res = playbook([prune_task("prune", retention={"keep_last": 1})]).result("prune")
+    assert [item["snapshot_id"] for item in res["deleted"]] == [older]
+    aws.advance_clock(601)
+    assert copies_in(aws)[older]["State"] == "error"
+
+
+def test_a_source_still_shared_with_a_copy_account_is_protected(aws, playbook):
+    made = sources(aws, volumes=1, per_volume=3)
+    ids = made[next(iter(made))]
+    for age, snapshot_id in enumerate(reversed(ids)):
+        aws.backdate_snapshot(snapshot_id, datetime.now(timezone.utc) - timedelta(days=age + 1), region=HOME)
+    aws.client("ec2", region=HOME).modify_snapshot_attribute(SnapshotId=ids[0], Attribute="createVolumePermission",
+                                                              OperationType="add", UserIds=["210987654321"])
+    res = playbook([prune_task("prune", retention={"keep_last": 1}, copy_accounts=["210987654321"])]).result("prune")
+    assert not res.get("failed"), res
+    assert [(item["snapshot_id"], item["reasons"]) for item in res["protected"]] == [(ids[0], ["copy-shared:210987654321"])]
+    assert [item["snapshot_id"] for item in res["deleted"]] == [ids[1]]
+
+
+def test_the_destination_prunes_copies_with_its_own_retention_per_source_volume(aws, playbook):
+    made = sources(aws, volumes=2, per_volume=4)
+    for volume_id, ids in made.items():
+        for age, snapshot_id in enumerate(reversed(ids)):
+            aws.backdate_snapshot(snapshot_id, datetime.now(timezone.utc) - timedelta(days=age + 1), region=HOME)
+    res = playbook([copy_task(wait=True, wait_timeout=60)]).result("copy")
+    assert not res.get("failed") and len(res["copies"]) == 8, res
+    by_source = copies_in(aws)
+    # Copies are all made now: give each the age of its source, as time passing would.
+    for source_id, copy in by_source.items():
+        source = aws.client("ec2", region=HOME).describe_snapshots(SnapshotIds=[source_id])["Snapshots"][0]
+        aws.backdate_snapshot(copy["SnapshotId"], source["StartTime"], region=DR)
+    run = playbook([prune_task("home", retention={"keep_last": 3}), prune_task("dr", region=DR, retention={"keep_last": 1})])
+    home, dr = run.result("home"), run.result("dr")
+    assert not home.get("failed") and not dr.get("failed"), run
+    assert len(home["deleted"]) == 2 and len(dr["deleted"]) == 6
+    kept = {by_source[source]["SnapshotId"]: volume for volume, ids in made.items() for source in ids}
+    assert sorted(kept[item["snapshot_id"]] for item in dr["kept"]) == sorted(made)  # one per source volume
+    newest = {ids[-1] for ids in made.values()}
+    assert {item["snapshot_id"] for item in dr["kept"]} == {by_source[source]["SnapshotId"] for source in newest}
+    assert set(dr["volumes"]) == {"lineage:" + volume for volume in made}
