@@ -10,6 +10,9 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
+
 from tests.localaws.blockdata import block, write_snapshot
 
 MODULE = "blockwise.ebs.ebs_snapshot_copy"
@@ -356,3 +359,42 @@ def test_the_destination_prunes_copies_with_its_own_retention_per_source_volume(
     newest = {ids[-1] for ids in made.values()}
     assert {item["snapshot_id"] for item in dr["kept"]} == {by_source[source]["SnapshotId"] for source in newest}
     assert set(dr["volumes"]) == {"lineage:" + volume for volume in made}
+
+
+NEW_SOURCES = 100
+
+
+def seed_many(count, volumes, now, source_region=HOME, dest_region=DR, policy=POLICY):
+    """``count`` policy snapshots over ``volumes`` volumes in ``source_region``, and ``count`` copies in
+    ``dest_region``: copies of all but the newest NEW_SOURCES, plus NEW_SOURCES whose source was pruned.
+    Made directly in moto's in-process backend (the objects the endpoint serves). Returns the source ids."""
+    home, dest = ec2_backends[DEFAULT_ACCOUNT_ID][source_region], ec2_backends[DEFAULT_ACCOUNT_ID][dest_region]
+    made = []
+    for index in range(volumes):
+        volume = home.create_volume(size=1, zone_name=source_region + "a")
+        for day in range(count // volumes):
+            snapshot = home.create_snapshot(volume.id, "bench")
+            snapshot.start_time = (now - timedelta(days=day, minutes=index)).astimezone(timezone.utc).replace(tzinfo=None)
+            home.create_tags([snapshot.id], {"blockwise:policy": policy})
+            made.append((snapshot.start_time, snapshot.id, volume.id))
+    made.sort(reverse=True)
+    covered = [(snapshot_id, volume_id) for dummy, snapshot_id, volume_id in made[NEW_SOURCES:]]
+    covered += [("snap-gone%08d" % number, "vol-gone") for number in range(NEW_SOURCES)]
+    holder = dest.create_volume(size=1, zone_name=dest_region + "a")
+    for source_id, volume_id in covered:
+        copy = dest.create_snapshot(holder.id, "copy")
+        dest.create_tags([copy.id], {"blockwise:source-snapshot": source_id, "blockwise:source-region": source_region,
+                                     "blockwise:source-account": DEFAULT_ACCOUNT_ID, "blockwise:lineage": volume_id,
+                                     "blockwise:policy": policy})
+    return [snapshot_id for dummy, snapshot_id, dummy2 in made]
+
+
+def test_the_plan_for_2000_sources_and_2000_copies_costs_at_most_25_describe_calls(aws, playbook):
+    seed_many(2000, 200, datetime.now(timezone.utc) - timedelta(hours=1))
+    aws.reset_counters()
+    res = playbook([copy_task(check_mode=True)]).result("copy")
+    assert not res.get("failed"), res
+    assert res["summary"]["present"] == 1900 and len(res["copies"]) == 20 and len(res["queued"]) == 80
+    describes = {key: count for key, count in aws.counters().items() if ":Describe" in key}
+    assert sum(describes.values()) <= 25, describes
+    assert aws.mutating_calls() == {}
