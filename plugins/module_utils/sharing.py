@@ -126,11 +126,11 @@ def check_managed_key(snapshots, options, managed_arn):
         return
     refused = [item["SnapshotId"] for item in snapshots if item.get("Encrypted") and is_managed_key(item.get("KmsKeyId"), managed_arn)]
     if refused:
+        listed = ", ".join(refused[:10]) + (" ..." if len(refused) > 10 else "")
         raise ShareError(
             "account_ids: %d snapshot(s) are encrypted with the AWS managed key aws/ebs%s, which no other account can use, so AWS"
             " cannot share them: %s. Copy them with a customer managed key first (ebs_snapshot_copy kms_key_id) and share the copies;"
-            " nothing was shared" % (len(refused), " (%s)" % managed_arn if managed_arn else "", ", ".join(refused[:10])
-                                      + (" ..." if len(refused) > 10 else "")))
+            " nothing was shared" % (len(refused), " (%s)" % managed_arn if managed_arn else "", listed))
 
 
 def _change(item, before, add, remove, remove_groups, after):

@@ -94,8 +94,8 @@ options:
     default: true
 notes:
   - "IAM permissions: C(ec2:DescribeSnapshots), C(ec2:DescribeImages), C(ec2:DescribeVolumes) (with O(retention_tag)),
-    and C(ec2:DeleteSnapshot); C(ec2:DescribeSnapshots) in each of O(copy_regions). The account id (to protect snapshots of other owners even if one slipped through the
-    C(OwnerIds=self) read) comes from C(sts:GetCallerIdentity), which needs no permission."
+    and C(ec2:DeleteSnapshot); C(ec2:DescribeSnapshots) in each of O(copy_regions). The account id (to protect
+    snapshots of other owners even if one slipped through the C(OwnerIds=self) read) comes from C(sts:GetCallerIdentity), which needs no permission."
   - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults).
   - Supports check mode and diff mode.
 seealso:
