@@ -29,7 +29,7 @@ description:
     with O(wait=true), this run as copies complete) continues. Newest sources are copied first."
   - "Reads are batched: one paginated C(DescribeSnapshots) of the sources (server-side filters, 1000 per page), one of
     the collection's copies in the destination (tag-key filter), and with O(kms_key_id) one C(kms:DescribeKey) in the
-    destination. For 2,000 sources and 2,000 existing copies the plan costs 4 describe calls."
+    destination. For 2,000 sources and 2,000 existing copies the plan reads 2 pages of each."
   - Bad input fails before any write, naming the option. In check mode nothing is written and the result is the plan.
     With C(--diff), per lineage (source volume), the source snapshots with a copy in the destination before and after.
 author:
