@@ -10,12 +10,17 @@ the result against AWS's state read with plain boto3:
 - a copy into the source's own region (re-encryption) run again and again: never a copy of a copy;
 - a description template fed with braces from the source's own description;
 - a source whose tags cannot fit on its copy, next to good sources: nothing is written at all;
-- account ids that try to spell ``all``.
+- account ids that try to spell ``all``;
+- two runs at once on the same policy: neither lies about what it made, the quota holds, and a later run
+  reports any duplicate the race made instead of hiding it.
 """
+import threading
+
 import pytest
 
 from tests.functional.conftest import playbook  # noqa: F401  pylint: disable=unused-import
-from tests.functional.test_snapshot_copy import ACCOUNT, DR, HOME, POLICY, copies_in, copy_task, sources, tag_list, tags_of
+from tests.functional.test_snapshot_copy import (ACCOUNT, DR, HOME, POLICY, PendingSampler, copies_in, copy_task, sources, tag_list,
+                                                 tags_of)
 
 THIRD = "eu-central-1"
 SHARE = "blockwise.ebs.ebs_snapshot_share"
@@ -99,3 +104,42 @@ def test_no_spelling_of_all_makes_a_snapshot_public(aws, playbook, spelling):
                      "ignore_errors": True}]).result("share")
     assert res.get("failed") and "'all'" in res["msg"] and "public" in res["msg"], res
     assert aws.mutating_calls() == {}
+
+
+def all_copies(aws):
+    ec2 = aws.client("ec2", region=DR)
+    return ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag-key", "Values": ["blockwise:source-snapshot"]}])["Snapshots"]
+
+
+def test_two_runs_at_once_never_lie_nor_pass_the_quota(aws, playbook):
+    made = {snap for snaps in sources(aws, volumes=10, per_volume=3).values() for snap in snaps}
+    aws.set_copy_duration(600)
+    results = [None, None]
+
+    def run(position):
+        results[position] = playbook([copy_task()]).result("copy")
+
+    with PendingSampler(aws) as sampler:
+        threads = [threading.Thread(target=run, args=(position,)) for position in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert max(sampler.samples) <= 20
+    existing = {copy["SnapshotId"]: tags_of(copy)["blockwise:source-snapshot"] for copy in all_copies(aws)}
+    for res in results:
+        assert not res.get("failed"), res
+        for item in res["copies"]:  # every copy a run reports exists, as a copy of the source it names
+            assert existing[item["snapshot_id"]] == item["source_snapshot_id"]
+    assert len(existing) <= 20 + 20 and len(existing) == sum(len(res["copies"]) for res in results)
+
+    aws.advance_clock(601)
+    aws.set_copy_duration(1)
+    final = playbook([copy_task(wait=True, wait_timeout=120)]).result("copy")
+    assert not final.get("failed") and final["queued"] == [], final
+    by_source = {}
+    for copy in all_copies(aws):
+        by_source.setdefault(tags_of(copy)["blockwise:source-snapshot"], []).append(copy["SnapshotId"])
+    assert set(by_source) == made  # nothing lost
+    reported = {item["source_snapshot_id"]: sorted(item["copies"]) for item in final["duplicates"]}
+    assert reported == {source: sorted(ids) for source, ids in by_source.items() if len(ids) > 1}  # nothing hidden
