@@ -11,6 +11,7 @@ and the per-snapshot outcomes into the module result and its diff. No AWS call a
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 
@@ -31,6 +32,11 @@ PLANNED = "planned"
 BLOCKED = "blocked"
 
 NOT_FOUND_CODES = ("InvalidSnapshot.NotFound",)
+
+# Tags of a copy made by ebs_snapshot_copy (see copies.py).
+COPY_SOURCE_TAG = "blockwise:source-snapshot"
+COPY_REGION_TAG = "blockwise:source-region"
+_ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 
 # How far the clock of the node that runs the module may be from AWS's before keep_within counts back from
 # AWS's time instead (AWS itself refuses requests signed more than 15 minutes off).
@@ -53,6 +59,8 @@ class PruneOptions:
     max_deletions: int
     max_concurrency: int
     fail_on_deletion_error: bool
+    copy_regions: tuple = ()
+    copy_accounts: tuple = ()
 
     @property
     def snapshot_filters(self):
@@ -69,8 +77,24 @@ class PruneOptions:
         return (snap.tags or {}).get(POLICY_TAG) == self.policy
 
 
-def options_from_params(params):
-    """Validate the module parameters; ``PruneError`` (or ``retention.RetentionError``) names the option."""
+def check_copy_targets(copy_regions, copy_accounts, known_regions=None):
+    """``copy_regions`` (known regions) and ``copy_accounts`` (12-digit ids), deduplicated in order."""
+    regions = tuple(dict.fromkeys(copy_regions or ()))
+    for region in regions:
+        if not isinstance(region, str) or (known_regions is not None and region not in known_regions):
+            raise PruneError("copy_regions: unknown region %r" % (region,))
+    accounts = tuple(dict.fromkeys(str(account).strip() for account in copy_accounts or ()))
+    for account in accounts:
+        if not _ACCOUNT_RE.match(account):
+            raise PruneError("copy_accounts: %r is not a 12-digit AWS account id" % (account,))
+    return regions, accounts
+
+
+def options_from_params(params, known_regions=None):
+    """Validate the module parameters; ``PruneError`` (or ``retention.RetentionError``) names the option.
+
+    ``known_regions``: the region names ``copy_regions`` may use (None: not checked).
+    """
     policy = params.get("policy")
     filters = params.get("filters") or {}
     if policy is not None and not str(policy).strip():
@@ -115,6 +139,7 @@ def options_from_params(params):
         concurrency = DEFAULT_CONCURRENCY
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
         raise PruneError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
+    copy_regions, copy_accounts = check_copy_targets(params.get("copy_regions"), params.get("copy_accounts"), known_regions)
     return PruneOptions(
         policy=policy or "",
         filters=dict(filters),
@@ -124,6 +149,8 @@ def options_from_params(params):
         max_deletions=max_deletions,
         max_concurrency=concurrency,
         fail_on_deletion_error=params.get("fail_on_deletion_error", True) is not False,
+        copy_regions=copy_regions,
+        copy_accounts=copy_accounts,
     )
 
 
@@ -175,13 +202,35 @@ class PrunePlan:
         return self.of(retention.DELETE)
 
 
-def plan(snapshot_items, images, volume_tags, options, now, account_id=None):
+def copy_protections(pending_copies, shared, region):
+    """snapshot_id -> reasons for the sources whose copy is not finished.
+
+    ``pending_copies``: copy region -> the copies read there (items with ``tags``; the module reads only
+    pending copies of this ``region``'s snapshots, and this checks it again): their source is protected
+    as ``copy-pending:<copy region>``. ``shared``: account id -> ids of the snapshots still shared with it
+    (a cross-account copy may be in flight): ``copy-shared:<account>``.
+    """
+    reasons = {}
+    for copy_region, items in sorted(pending_copies.items()):
+        for item in items:
+            tags = item.get("tags") or {}
+            source = tags.get(COPY_SOURCE_TAG)
+            if source and item.get("State") == "pending" and tags.get(COPY_REGION_TAG) == region:
+                reasons.setdefault(source, []).append("copy-pending:%s" % copy_region)
+    for account, snapshot_ids in sorted(shared.items()):
+        for snapshot_id in sorted(snapshot_ids):
+            reasons.setdefault(snapshot_id, []).append("copy-shared:%s" % account)
+    return {snapshot_id: list(dict.fromkeys(items)) for snapshot_id, items in reasons.items()}
+
+
+def plan(snapshot_items, images, volume_tags, options, now, account_id=None, extra_protections=None):
     """Decide every snapshot of the scope.
 
     ``snapshot_items``: DescribeSnapshots items; ``images``: DescribeImages items of the account (their
     snapshots are protected as ``ami:<image_id>``); ``volume_tags``: volume_id -> tags (for
     ``retention_tag``); ``account_id``: the caller's account (snapshots of other owners are protected
-    as ``owner:<id>``), or ``None`` when unknown.
+    as ``owner:<id>``), or ``None`` when unknown. ``extra_protections``: snapshot_id -> reasons decided
+    from other reads (``copy_protections``).
     """
     snaps = [retention.Snapshot.from_api(item) for item in snapshot_items]
     protected = retention.protections(
@@ -191,6 +240,8 @@ def plan(snapshot_items, images, volume_tags, options, now, account_id=None):
         scope=options.in_scope,
         owner_id=account_id,
     )
+    for snapshot_id, reasons in (extra_protections or {}).items():
+        protected.setdefault(snapshot_id, []).extend(reasons)
     by_volume, held = retention.volume_policies(options.retention, volume_tags or {}, options.retention_tag)
     decisions = retention.decide(snaps, options.retention, now, protected=protected, policy_by_volume=by_volume, held_volumes=held)
     return PrunePlan(decisions=decisions, held=held, tag_counts={volume_id: rules.keep_last for volume_id, rules in by_volume.items()})

@@ -22,6 +22,10 @@ description:
     ones), snapshots that are not C(completed) (pending, error), snapshots tagged with O(protect_tag), snapshots of
     another account, and snapshots outside the scope. These are checked before deleting, from the data read, not
     inferred from API errors."
+  - "Copies in flight (M(blockwise.ebs.ebs_snapshot_copy)): with O(copy_regions), a snapshot whose copy is still
+    C(pending) in one of those regions is protected as C(copy-pending:<region>); with O(copy_accounts), a snapshot
+    still shared with one of those accounts is protected as C(copy-shared:<account>) (a cross-account copy may be in
+    flight: unshare after the copy completed). Deleting the source of a pending copy makes the copy fail."
   - "Circuit breaker: when the plan would delete more than O(max_deletions) snapshots, the task fails without deleting
     anything and says how many and why; the planned deletions are listed under RV(blocked)."
   - "The region is read once: the snapshots in scope (server-side filtered), the account's images, and, with
@@ -63,6 +67,23 @@ options:
       - How many deletions are in flight at once (between 1 and 64; V(0) is refused).
     type: int
     default: 4
+  copy_regions:
+    description:
+      - Regions that M(blockwise.ebs.ebs_snapshot_copy) copies this region's snapshots into. For each, one
+        C(DescribeSnapshots) there (filters C(tag:blockwise:source-region=<this region>) and C(status=pending)) finds the
+        copies still in flight; their sources are protected as C(copy-pending:<region>).
+      - A region that cannot be read fails the task before any deletion.
+    type: list
+    elements: str
+    default: []
+  copy_accounts:
+    description:
+      - Accounts that copy this account's snapshots (12-digit ids). For each, one
+        C(DescribeSnapshots(OwnerIds=[self], RestorableByUserIds=[account])) finds the snapshots still shared with it;
+        they are protected as C(copy-shared:<account>).
+    type: list
+    elements: str
+    default: []
   fail_on_deletion_error:
     description:
       - When V(true), the task fails if any deletion failed (after all other deletions were attempted); RV(errors) says
@@ -73,8 +94,8 @@ options:
     default: true
 notes:
   - "IAM permissions: C(ec2:DescribeSnapshots), C(ec2:DescribeImages), C(ec2:DescribeVolumes) (with O(retention_tag)),
-    and C(ec2:DeleteSnapshot). The account id (to protect snapshots of other owners even if one slipped through the
-    C(OwnerIds=self) read) comes from C(sts:GetCallerIdentity), which needs no permission."
+    and C(ec2:DeleteSnapshot); C(ec2:DescribeSnapshots) in each of O(copy_regions). The account id (to protect
+    snapshots of other owners even if one slipped through the C(OwnerIds=self) read) comes from C(sts:GetCallerIdentity), which needs no permission."
   - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults).
   - Supports check mode and diff mode.
 seealso:
@@ -113,6 +134,14 @@ EXAMPLES = r"""
       keep_last: 7
     retention_tag: Daily_Gens
     max_deletions: 500
+
+- name: Never delete a snapshot whose copy to eu-central-1 or to the backup account is still in flight
+  blockwise.ebs.ebs_snapshot_prune:
+    policy: nightly-web
+    retention:
+      keep_daily: 7
+    copy_regions: [eu-central-1]
+    copy_accounts: ["210987654321"]
 
 - name: Audit - what would be deleted, and why everything else is kept
   blockwise.ebs.ebs_snapshot_prune:
@@ -185,7 +214,7 @@ kept:
 protected:
   description:
     - The snapshots that are never deleted, with why (C(pending), C(ami:<image id>), C(protect-tag), C(owner:<account>),
-      C(out-of-scope), C(retention-tag-invalid), C(no-lineage)).
+      C(out-of-scope), C(retention-tag-invalid), C(no-lineage), C(copy-pending:<region>), C(copy-shared:<account>)).
   returned: always
   type: list
   elements: dict
@@ -227,6 +256,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils import fleet
 from ansible_collections.blockwise.ebs.plugins.module_utils import prune as core
 from ansible_collections.blockwise.ebs.plugins.module_utils import retention
 from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
+from ansible_collections.blockwise.ebs.plugins.module_utils import snapshot_reads
 
 MAX_WARNINGS = 20
 
@@ -254,6 +284,16 @@ def read_region(ec2, options):
         volumes = fleet.read_volumes(ec2, volume_ids=core.volume_ids_of(snapshots))
         volume_tags = {volume["VolumeId"]: volume["tags"] for volume in volumes}
     return snapshots, images, volume_tags
+
+
+def read_copies_in_flight(module, ec2, options):
+    """Protections of sources whose copy is not finished: one read per copy region and per copy account."""
+    pending = {}
+    for region in options.copy_regions:
+        filters = {"tag:" + core.COPY_REGION_TAG: module.region, "status": "pending"}
+        pending[region] = fleet.read_snapshots(aws.client(module, "ec2", region=region), filters=filters)
+    shared = {account: snapshot_reads.shared_ids(ec2, account, options.snapshot_filters) for account in options.copy_accounts}
+    return core.copy_protections(pending, shared, module.region)
 
 
 def delete_all(ec2, decisions, workers):
@@ -296,13 +336,15 @@ def argument_spec():
         max_deletions=dict(type="int", default=core.DEFAULT_MAX_DELETIONS),
         max_concurrency=dict(type="int", default=4),
         fail_on_deletion_error=dict(type="bool", default=True),
+        copy_regions=dict(type="list", elements="str", default=[]),
+        copy_accounts=dict(type="list", elements="str", default=[]),
     )
 
 
 def main():
     module = aws.build_module(argument_spec(), required_one_of=[("policy", "filters")])
     try:
-        options = core.options_from_params(module.params)
+        options = core.options_from_params(module.params, aws.known_regions())
     except (core.PruneError, retention.RetentionError) as e:
         module.fail_json(msg=str(e))
     except schedule.MissingLibraryError as e:
@@ -318,7 +360,11 @@ def main():
         snapshots, images, volume_tags = read_region(ec2, options)
     except aws.AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Could not read the snapshots in scope, the account's images or the volumes")
-    plan = core.plan(snapshots, images, volume_tags, options, now, account_id)
+    try:
+        in_flight = read_copies_in_flight(module, ec2, options) if snapshots else {}
+    except aws.AWS_ERRORS as e:
+        module.fail_json_aws(e, msg="Could not read the copies in flight (copy_regions, copy_accounts); nothing was deleted")
+    plan = core.plan(snapshots, images, volume_tags, options, now, account_id, extra_protections=in_flight)
     for message in list(plan.held.values())[:MAX_WARNINGS]:
         module.warn(message)
 

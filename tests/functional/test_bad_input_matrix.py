@@ -25,6 +25,8 @@ UNKNOWN_SNAPSHOT = "snap-0123456789abcdef0"
 UNKNOWN_VOLUME = "vol-0123456789abcdef0"
 NO_REGION = "xx-north-9"  # well formed, but no such region
 FAKE_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+DR_REGION = "eu-west-1"  # the destination of the copy cases (the fleet is seeded in us-east-1)
+OTHER_ACCOUNT = "210987654321"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,18 @@ def setup_fleet(aws, workdir):
     return {"fleet": seed_fleet(aws, regions=["us-east-1"], days=3)["us-east-1"]}
 
 
+def setup_copies(aws, workdir):
+    """The fleet in us-east-1 (the source), a disabled KMS key in eu-west-1 (the destination), and a snapshot
+    encrypted with us-east-1's AWS managed key ``aws/ebs`` (made through EBS direct without a key)."""
+    ctx = setup_fleet(aws, workdir)
+    disabled = aws.client("kms", region=DR_REGION).create_key(Description="disabled")["KeyMetadata"]
+    aws.client("kms", region=DR_REGION).disable_key(KeyId=disabled["KeyId"])
+    ctx["disabled_key"] = disabled["Arn"]
+    ctx["managed"] = write_snapshot(aws.client("ebs"), {0: block(5)}, Encrypted=True,
+                                    Tags=[{"Key": "blockwise:policy", "Value": "managed-key"}])
+    return ctx
+
+
 # ------------------------------------------------------------------------------------------ cases
 
 def enc(name, args, expect, bug=None):
@@ -124,6 +138,23 @@ def sel(name, args, expect, bug=None):
 
 def pru(name, args, expect, bug=None):
     return Case("ebs_snapshot_prune", name, dict({"policy": "daily", "retention": {"keep_daily": 1}}, **args), expect, bug)
+
+
+def _over(base, args):
+    """``args`` (or ``args(ctx)``) over ``base``; a value None removes the option."""
+    def build(ctx):
+        values = dict(base, **(args(ctx) if callable(args) else args))
+        return {key: value for key, value in values.items() if value is not None}
+    return build
+
+
+def cpy(name, args, expect, bug=None):
+    """A copy from the seeded us-east-1 into DR_REGION."""
+    return Case("ebs_snapshot_copy", name, _over({"region": DR_REGION, "source_region": "us-east-1", "policy": "daily"}, args), expect, bug)
+
+
+def shr(name, args, expect, bug=None):
+    return Case("ebs_snapshot_share", name, _over({"policy": "daily", "account_ids": [OTHER_ACCOUNT]}, args), expect, bug)
 
 
 BUG_CORE_DICT_SUBOPTIONS = ("ansible-core 2.19: a string for a dict option with suboptions fails in _list_no_log_values with "
@@ -265,6 +296,37 @@ CASES = [
     pru("max_concurrency too high", {"max_concurrency": 100}, ["max_concurrency", "got 100"]),
     pru("retention_tag reserved prefix", {"retention_tag": "aws:gens"}, ["retention_tag", "aws:gens"]),
     pru("circuit breaker", {"max_deletions": 1}, ["max_deletions=1", "nothing was deleted"]),
+    pru("copy_regions unknown region", {"copy_regions": [NO_REGION]}, ["copy_regions", NO_REGION]),
+    pru("copy_accounts malformed", {"copy_accounts": ["all"]}, ["copy_accounts", "'all'"]),
+
+    # ebs_snapshot_copy: regions, keys, selection, tags, limits
+    cpy("source_region that does not exist", {"source_region": NO_REGION}, ["source_region", NO_REGION]),
+    cpy("region that does not exist", {"region": NO_REGION}, ["region", NO_REGION]),
+    cpy("same region without a key change", {"region": "us-east-1"}, ["source_region='us-east-1'", "destination region"]),
+    cpy("kms key missing in the destination", {"kms_key_id": "alias/blockwise-demo"}, ["kms_key_id", "alias/blockwise-demo", DR_REGION]),
+    cpy("kms key ARN of another region", {"kms_key_id": FAKE_KEY_ARN}, ["kms_key_id", FAKE_KEY_ARN, "us-east-1"]),
+    cpy("kms key disabled", lambda c: {"kms_key_id": c["disabled_key"]}, lambda c: ["kms_key_id", c["disabled_key"], "Disabled"]),
+    cpy("policy no snapshot carries", {"policy": "nightly-typo"}, ["policy", "nightly-typo"]),
+    cpy("snapshot that does not exist", {"snapshot_ids": [UNKNOWN_SNAPSHOT]}, ["snapshot_ids", UNKNOWN_SNAPSHOT]),
+    cpy("no selection", {"policy": None}, ["policy", "filters", "snapshot_ids"]),
+    cpy("owner filter", {"filters": {"owner-id": "123456789012"}}, ["filters", "owner"]),
+    cpy("collection tag in tags", {"tags": {"blockwise:lineage": "x"}}, ["tags", "blockwise:lineage"]),
+    cpy("max_in_flight zero", {"max_in_flight": 0}, ["max_in_flight", "got 0"]),
+    cpy("completion_duration_minutes off the 15-minute grid", {"completion_duration_minutes": 20}, ["completion_duration_minutes", "got 20"]),
+    cpy("description unknown variable", {"description": "{colour}"}, ["description", "colour"]),
+    cpy("source_owner_id malformed", {"source_owner_id": "12345"}, ["source_owner_id", "'12345'"]),
+
+    # ebs_snapshot_share: never public, never aws/ebs, selection, option combinations
+    shr("public", {"account_ids": ["all"]}, ["account_ids", "'all'", "public"]),
+    shr("account id malformed", {"account_ids": ["12345"]}, ["account_ids", "'12345'"]),
+    shr("purge with state absent", {"purge": True, "state": "absent"}, ["purge", "state=present"]),
+    shr("state not a choice", {"state": "public"}, ["state", "public"]),
+    shr("policy no snapshot carries", {"policy": "nightly-typo"}, ["policy", "nightly-typo"]),
+    shr("snapshot that does not exist", {"snapshot_ids": [UNKNOWN_SNAPSHOT]}, ["snapshot_ids", UNKNOWN_SNAPSHOT]),
+    shr("encrypted with aws/ebs", lambda c: {"policy": None, "snapshot_ids": [c["managed"]]}, lambda c: ["account_ids", "aws/ebs", c["managed"]]),
+    shr("encrypted with aws/ebs, by policy", {"policy": "managed-key"}, ["account_ids", "aws/ebs"]),
+    shr("max_concurrency zero", {"max_concurrency": 0}, ["max_concurrency", "got 0"]),
+    shr("region that does not exist", {"region": NO_REGION}, ["region", NO_REGION]),
 ]
 
 SETUP = {
@@ -275,6 +337,8 @@ SETUP = {
     "ami_snapshot_tag": setup_fleet,
     "ebs_snapshot_policy": setup_fleet,
     "ebs_snapshot_prune": setup_fleet,
+    "ebs_snapshot_copy": setup_copies,
+    "ebs_snapshot_share": setup_copies,
 }
 
 
