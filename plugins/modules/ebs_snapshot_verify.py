@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: ebs_snapshot_verify
 short_description: Prove that an EBS snapshot can be restored, without creating a volume
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads a completed EBS snapshot through the EBS direct APIs (C(ListSnapshotBlocks), C(GetSnapshotBlock)), checks the
     SHA256 checksum of every block read, and compares the content with the strongest reference available.
