@@ -264,13 +264,20 @@ def throughput_mib_s(nbytes, seconds):
     return round(nbytes / MIB / seconds, 2) if seconds > 0 and nbytes > 0 else 0.0
 
 
-def restore_estimate(data_blocks, bytes_read, seconds):
-    """Seconds to read the snapshot's ``data_blocks`` at the rate measured (None when nothing was read)."""
+def restore_estimate(data_blocks, blocks_read, seconds, workers):
+    """Seconds to read the snapshot's ``data_blocks`` at the rate measured (None when nothing was read).
+
+    ``blocks_read`` blocks took ``seconds`` with at most ``min(workers, blocks_read)`` in flight; a
+    restore keeps ``min(workers, data_blocks)`` in flight. The rate is scaled by that ratio, so a full
+    verification's estimate is its own read time, and a sample smaller than ``workers`` (which cannot
+    fill the workers) is extrapolated as reads at the latency it measured, ``workers`` at a time.
+    """
     if data_blocks <= 0:
         return 0.0
-    if bytes_read <= 0 or seconds <= 0:
+    if blocks_read <= 0 or seconds <= 0:
         return None
-    return round(data_blocks * BLOCK_SIZE * seconds / bytes_read, 3)
+    per_block = float(seconds) / blocks_read * min(workers, blocks_read)
+    return round(data_blocks * per_block / min(workers, data_blocks), 3)
 
 
 def verify_tags(result, mode, now):

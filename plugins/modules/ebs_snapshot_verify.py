@@ -126,7 +126,8 @@ notes:
     (unless O(record=false)) and, for encrypted snapshots, C(kms:Decrypt) on the snapshot's key."
   - "The EBS direct APIs cannot read archived snapshots: restore one with C(RestoreSnapshotTier) first."
   - "RV(restore_estimate_seconds) is the time to read every data block of the snapshot at the rate measured by this run
-    (with O(workers) parallel reads): the measured recovery time of that snapshot, before any local write cost."
+    (with O(workers) parallel reads): the measured recovery time of that snapshot, before any local write cost. A full
+    verification measures it; a sample extrapolates it (see RV(restore_estimate_seconds))."
   - "Every local path (O(compare_to), O(manifest), O(progress_file), the temporary image and its partial file) is
     compared with the others before any I/O, by the file it resolves to; two that name the same file fail the task."
   - "While O(fs_check) runs, the state in O(progress_file) is V(checking)."
@@ -229,8 +230,13 @@ throughput_mib_s:
   type: float
   sample: 116.3
 restore_estimate_seconds:
-  description: Seconds to read every data block of the snapshot at the measured rate (the measured recovery time of
-    the snapshot). Null when no block could be read to measure it.
+  description:
+    - Seconds to read every data block of the snapshot at the measured rate, with O(workers) reads in flight (the
+      measured recovery time of the snapshot). Null when no block could be read to measure it.
+    - In a full verification it is the time the reads took. From a sample it is extrapolated; a sample smaller than
+      O(workers) blocks cannot keep every worker busy, so its reads count as rounds of O(workers) parallel reads at the
+      latency the sample measured (when the service's throughput rather than its latency bounds a restore, this is
+      low: verify fully for the exact figure).
   returned: always
   type: float
   sample: 5.2

@@ -150,10 +150,14 @@ def test_outcome(args, expected):
 
 
 def test_restore_estimate_scales_the_measured_rate():
-    # 100 blocks read in 2 s -> 1000 blocks take 20 s
-    assert core.restore_estimate(1000, 100 * BS, 2.0) == 20.0
-    assert core.restore_estimate(0, 0, 0.0) == 0.0
-    assert core.restore_estimate(10, 0, 0.0) is None
+    # a full read is its own estimate
+    assert core.restore_estimate(1000, 1000, 7.5, 64) == 7.5
+    # 100 blocks with 10 workers in 2 s -> 1000 blocks take 20 s
+    assert core.restore_estimate(1000, 100, 2.0, 10) == 20.0
+    # 8 blocks read at once in 0.1 s: 640 blocks, 64 at a time, take 10 rounds of 0.1 s
+    assert core.restore_estimate(640, 8, 0.1, 64) == 1.0
+    assert core.restore_estimate(0, 0, 0.0, 8) == 0.0
+    assert core.restore_estimate(10, 0, 0.0, 8) is None
 
 
 def test_verify_tags_are_iso_utc():
