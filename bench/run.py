@@ -7,7 +7,11 @@ local AWS endpoint, measures its comparisons side by side in that one run, print
 collects them into one report. The report is generated: never edit it by hand.
 
 Usage: ``python bench/run.py [--quick] [name ...]`` (names without the ``bench_`` prefix; the report keeps the
-last results of the benchmarks not named).
+last results of the benchmarks not named, and where there are none here - ``bench/results`` is not part of
+the repository - their sections of the current report).
+
+Every ``bench/bench_*.py`` is a benchmark of ``make bench``: ``bench_ami_tags``, ``bench_blocks``,
+``bench_retention`` and ``bench_verify`` (snapshot verification: full vs a bare downloader, 1% sample vs full).
 """
 import argparse
 import json
@@ -74,7 +78,51 @@ def fmt(value):
     return str(value)
 
 
-def render(results, quick):
+def report_sections(text):
+    """``[(title, text)]`` of the ``## `` sections of an existing report, in order."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            found.append((line[3:].strip(), [line]))
+        elif found:
+            found[-1][1].append(line)
+    return [(title, "\n".join(body).strip("\n")) for title, body in found]
+
+
+def render_section(data):
+    lines = ["## {0}".format(data["title"]), ""]
+    if data.get("failed"):
+        lines.append("**Benchmark failed**: " + "; ".join(data.get("notes", [])))
+        return "\n".join(lines)
+    lines += ["| Metric | Value | Unit | Target | Met |", "| --- | ---: | --- | --- | :---: |"]
+    for row in data["rows"]:
+        met = "" if row.get("ok") is None or not row.get("target") else ("yes" if row["ok"] else "**no**")
+        lines.append("| {0} | {1} | {2} | {3} | {4} |".format(row["metric"], fmt(row["value"]), row.get("unit", ""), row.get("target", ""), met))
+    for note in data.get("notes", []):
+        lines += ["", "- " + note]
+    if data["elapsed"]:
+        lines += ["", "_Run time: {0:.0f} s._".format(data["elapsed"])]
+    return "\n".join(lines)
+
+
+def merge_sections(results, old_report):
+    """The report's sections: those of the current report, replaced by fresh results with the same title, then
+    the results that are new. A section without results here (a benchmark not rerun) is kept as it was."""
+    fresh = [(data["title"], render_section(data)) for data in results]
+    titles = dict(fresh)
+    merged, used = [], set()
+    for title, text in report_sections(old_report):
+        if title in titles:
+            merged.append(titles[title])
+            used.add(title)
+        else:
+            merged.append(text)
+    merged += [text for title, text in fresh if title not in used]
+    return merged, len(merged) > len(fresh)
+
+
+def render(results, quick, old_report=""):
+    sections, kept = merge_sections(results, old_report)
     lines = [
         "# Performance",
         "",
@@ -87,19 +135,11 @@ def render(results, quick):
         "endpoint (`tests/localaws`, a Python server on the same machine): absolute MiB/s say little about AWS, "
         "ratios and API-call counts say a lot.",
     ]
-    for data in results:
-        lines += ["", "## {0}".format(data["title"]), ""]
-        if data.get("failed"):
-            lines.append("**Benchmark failed**: " + "; ".join(data.get("notes", [])))
-            continue
-        lines += ["| Metric | Value | Unit | Target | Met |", "| --- | ---: | --- | --- | :---: |"]
-        for row in data["rows"]:
-            met = "" if row.get("ok") is None or not row.get("target") else ("yes" if row["ok"] else "**no**")
-            lines.append("| {0} | {1} | {2} | {3} | {4} |".format(row["metric"], fmt(row["value"]), row.get("unit", ""), row.get("target", ""), met))
-        for note in data.get("notes", []):
-            lines += ["", "- " + note]
-        if data["elapsed"]:
-            lines += ["", "_Run time: {0:.0f} s._".format(data["elapsed"])]
+    if kept:
+        lines += ["", "Sections of benchmarks that were not run this time are kept from the previous report, with "
+                      "their own run times."]
+    for section in sections:
+        lines += ["", section]
     return "\n".join(lines) + "\n"
 
 
@@ -118,7 +158,7 @@ def main():
         else:
             results.append(run_one(script, args.quick))
     results = [r for r in results if r is not None]
-    REPORT.write_text(render(results, args.quick))
+    REPORT.write_text(render(results, args.quick, REPORT.read_text() if REPORT.exists() else ""))
     print("\nWrote {0}".format(REPORT.relative_to(ROOT)))
     return 1 if any(r.get("failed") for r in results) else 0
 
