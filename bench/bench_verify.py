@@ -103,6 +103,50 @@ def run_baseline(snapshot_id, endpoint, workers):
     return wall, cpu, rss, json.loads(out)
 
 
+def measure(endpoint, snap, data_blocks, workers):
+    """Full verifications alternating with the bare downloader, then sampled verifications."""
+    verify = {"snapshot_id": snap, "workers": workers, "record": False}
+    runs = {"full": [], "bare": [], "sample": []}
+    for _round in range(2):
+        wall, _cpu, rss, res = run_module("ebs_snapshot_verify", verify, endpoint)
+        assert res["result"] == "ok" and res["mode"] == "full" and res["blocks_read"] == data_blocks, res
+        runs["full"].append((wall, res, rss))
+        wall, _cpu, _rss, info = run_baseline(snap, endpoint, workers)
+        assert info["blocks"] == data_blocks, info
+        runs["bare"].append((wall, info))
+    for _round in range(3):
+        wall, _cpu, _rss, res = run_module("ebs_snapshot_verify", dict(verify, sample="1%"), endpoint)
+        assert res["result"] == "ok" and res["mode"] == "sample", res
+        runs["sample"].append((wall, res))
+    return runs
+
+
+def rows(report, runs, data_bytes):
+    full_wall = statistics.median(w for w, _r, _m in runs["full"])
+    bare_wall = statistics.median(w for w, _i in runs["bare"])
+    full = [r for _w, r, _m in runs["full"]]
+    sample = [r for _w, r in runs["sample"]]
+    full_elapsed = statistics.median(r["elapsed_seconds"] for r in full)
+    sample_elapsed = statistics.median(r["elapsed_seconds"] for r in sample)
+    sample_wall = statistics.median(w for w, _r in runs["sample"])
+    report.row("full verification (module, end to end)", mib_s(data_bytes, full_wall), "MiB/s")
+    report.row("bare thread-pool downloader, same workers (end to end)", mib_s(data_bytes, bare_wall), "MiB/s")
+    report.row("full verification vs bare downloader", bare_wall / full_wall, "x", ">= 0.9x", bare_wall / full_wall >= 0.9)
+    report.row("full verification: the module's read rate (its throughput_mib_s)",
+               statistics.median(r["throughput_mib_s"] for r in full), "MiB/s")
+    report.row("bare downloader: its own list + get rate",
+               statistics.median(mib_s(i["bytes"], i["seconds"]) for _w, i in runs["bare"]), "MiB/s")
+    report.row("full verification time (module elapsed_seconds)", full_elapsed, "s")
+    report.row("1% sample time (module elapsed_seconds)", sample_elapsed, "s")
+    report.row("1% sample vs full verification", 100.0 * sample_elapsed / full_elapsed, "%", "< 3%",
+               sample_elapsed / full_elapsed < 0.03)
+    report.row("1% sample vs full verification, wall time of the module process", 100.0 * sample_wall / full_wall, "%")
+    report.row("restore estimate from the 1% sample vs the full read time",
+               statistics.median(r["restore_estimate_seconds"] for r in sample) /
+               statistics.median(r["read_seconds"] for r in full), "x")
+    report.row("peak RSS of the full verification (module process)", max(m for _w, _r, m in runs["full"]), "MiB")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--spawn"]:
@@ -127,49 +171,15 @@ def main(argv=None):
     report = Report("Snapshot verification (ebs_snapshot_verify)")
     started = time.monotonic()
     with LocalAWS() as aws:
-        endpoint = aws.endpoint_url
         print("Uploading a {0} GiB volume with one data block in {1}".format(volume_gib, STRIDE), flush=True)
         snap, data_blocks = upload_spread(aws, volume_gib, STRIDE)
-        data_bytes = data_blocks * BS
         aws.set_faults(latency=LATENCY, actions=["GetSnapshotBlock"])
-        verify = {"snapshot_id": snap, "workers": workers, "record": False}
-        fulls, bares, samples = [], [], []
-        for _round in range(2):
-            wall, _cpu, rss, res = run_module("ebs_snapshot_verify", verify, endpoint)
-            assert res["result"] == "ok" and res["mode"] == "full" and res["blocks_read"] == data_blocks, res
-            fulls.append((wall, res, rss))
-            wall, _cpu, _rss, info = run_baseline(snap, endpoint, workers)
-            assert info["blocks"] == data_blocks, info
-            bares.append((wall, info))
-        for _round in range(3):
-            wall, _cpu, _rss, res = run_module("ebs_snapshot_verify", dict(verify, sample="1%"), endpoint)
-            assert res["result"] == "ok" and res["mode"] == "sample", res
-            samples.append((wall, res))
+        runs = measure(aws.endpoint_url, snap, data_blocks, workers)
         aws.clear_faults()
-    full_wall = statistics.median(w for w, _r, _m in fulls)
-    bare_wall = statistics.median(w for w, _i in bares)
-    full_elapsed = statistics.median(r["elapsed_seconds"] for _w, r, _m in fulls)
-    sample_elapsed = statistics.median(r["elapsed_seconds"] for _w, r in samples)
-    sample_wall = statistics.median(w for w, _r in samples)
-    estimate = statistics.median(r["restore_estimate_seconds"] for _w, r in samples)
-    full_read = statistics.median(r["read_seconds"] for _w, r, _m in fulls)
     label = "{0} GiB volume, {1} MiB of data, {2} workers, 100 ms per GetSnapshotBlock".format(
-        volume_gib, data_bytes // MIB, workers)
+        volume_gib, data_blocks * BS // MIB, workers)
     print(label, flush=True)
-    report.row("full verification (module, end to end)", mib_s(data_bytes, full_wall), "MiB/s")
-    report.row("bare thread-pool downloader, same workers (end to end)", mib_s(data_bytes, bare_wall), "MiB/s")
-    report.row("full verification vs bare downloader", bare_wall / full_wall, "x", ">= 0.9x", bare_wall / full_wall >= 0.9)
-    report.row("full verification: the module's read rate (its throughput_mib_s)", statistics.median(
-        r["throughput_mib_s"] for _w, r, _m in fulls), "MiB/s")
-    report.row("bare downloader: its own list + get rate", statistics.median(
-        mib_s(i["bytes"], i["seconds"]) for _w, i in bares), "MiB/s")
-    report.row("full verification time (module elapsed_seconds)", full_elapsed, "s")
-    report.row("1% sample time (module elapsed_seconds)", sample_elapsed, "s")
-    report.row("1% sample vs full verification", 100.0 * sample_elapsed / full_elapsed, "%", "< 3%",
-               sample_elapsed / full_elapsed < 0.03)
-    report.row("1% sample vs full verification, wall time of the module process", 100.0 * sample_wall / full_wall, "%")
-    report.row("restore estimate from the 1% sample vs the full read time", estimate / full_read, "x")
-    report.row("peak RSS of the full verification (module process)", max(m for _w, _r, m in fulls), "MiB")
+    rows(report, runs, data_blocks * BS)
     report.note(label + "; medians of 2 full runs, 2 baseline runs and 3 sampled runs")
     report.note("the sample's wall time is mostly the module's start-up (Python, Ansible's module set-up, two boto3 "
                 "clients), the same for any task; elapsed_seconds is the verification itself")
