@@ -308,9 +308,13 @@ def summary(snapshot_id, result, mode, unreadable, mismatched, reference, conten
     if mismatched.count:
         parts.append("{0} block(s) differ from the {1}: {2}".format(
             mismatched.count, reference, _indexes_text(mismatched.indexes(), mismatched.count)))
-    if content_matches is False:
+    if content_matches is False and reference in ("blockwise:content tag", "none"):
         parts.append("the content differs from its blockwise:content tag (which blocks differ is not known "
                      "without a manifest or compare_to)")
+    elif content_matches is False:
+        parts.append("the content differs from its blockwise:content tag{0}".format(
+            "" if mismatched.count else ", although every block matches the {0}: the tag does not describe this "
+            "snapshot".format(reference)))
     if fs_check and fs_check.get("passed") is False:
         parts.append("fs_check failed with exit code {0}".format(fs_check.get("exit_code")))
     return "{0}: {1}: {2}".format(where, result, "; ".join(parts))

@@ -144,6 +144,8 @@ class VerifyJob(Job):
             fscheck.check_program(core.fs_check_argv(p["fs_check"], "image", bool(p.get("fs_check_shell"))),
                                   bool(p.get("fs_check_shell")))
         if p.get("fs_check") and not self.check_mode:
+            if not p.get("tmp_dir"):
+                raise InputError("tmp_dir: a directory for the temporary image of fs_check is needed", option="tmp_dir")
             self.image = fscheck.image_path(p["tmp_dir"], self.sid)
             fscheck.check_tmp_dir(p["tmp_dir"], self.image)
         check_distinct(self._paths())

@@ -176,6 +176,8 @@ def test_summary_names_blocks_and_reference():
     text = core.summary("snap-1", core.MISMATCH, "full", unreadable, core.BadBlocks(2), "blockwise:content tag", False,
                         None)
     assert "blockwise:content" in text and "not known" in text
+    text = core.summary("snap-1", core.MISMATCH, "full", unreadable, core.BadBlocks(2), "manifest /m", False, None)
+    assert "every block matches the manifest /m" in text and "not known" not in text
 
 
 # ------------------------------------------------------------------------------------ fs_check
