@@ -26,7 +26,6 @@ import re
 import shlex
 import threading
 
-from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import BLOCK_SIZE
 from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import ZERO_BLOCK_DIGEST
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.errors import InputError
 

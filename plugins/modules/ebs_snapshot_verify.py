@@ -121,6 +121,30 @@ options:
       - Between 1 and 100000.
     type: int
     default: 100
+  workers:
+    description:
+      - How many blocks are read at the same time (worker threads, each with its own HTTP connection).
+      - Memory use is about O(workers) x 512 KiB, whatever the size of the snapshot.
+      - "The default of V(64) is the one of M(blockwise.ebs.ebs_block_get): at 100 ms per request, the latency AWS's EBS
+        direct API performance guidance reasons with, throughput grows almost linearly up to 64 workers."
+      - Lower it when several transfers share an account and region, to stay clear of the EBS direct API request
+        quotas (throttled requests are retried, but cost time).
+      - Must be between 1 and 128.
+    type: int
+    default: 64
+  progress_file:
+    description:
+      - Path of a small JSON file that is replaced atomically (about twice a second) while blocks are read, for
+        callers that poll a task started with C(async).
+      - "Keys: C(operation) (V(verify)), C(state) (V(listing), V(hashing) (O(compare_to)), V(downloading),
+        V(checking) (O(fs_check)), V(done) or V(failed)), C(snapshot_id), C(blocks_done), C(blocks_total),
+        C(bytes_done), C(bytes_total), C(percent), C(mib_s), C(eta_seconds), C(elapsed_seconds), C(updated_at) (Unix
+        time), C(pid), and C(message) when the task failed."
+      - The directory must exist. The file is left in place when the task ends. If O(progress_file) is a symlink, its
+        target is replaced.
+      - An existing file is only replaced if it is empty or a progress file of this collection; any other file fails
+        the task before anything is read. Nothing is written in check mode, nor for a task that fails on its options.
+    type: path
 notes:
   - "IAM permissions: C(ec2:DescribeSnapshots), C(ebs:ListSnapshotBlocks), C(ebs:GetSnapshotBlock), C(ec2:CreateTags)
     (unless O(record=false)) and, for encrypted snapshots, C(kms:Decrypt) on the snapshot's key."
@@ -130,11 +154,12 @@ notes:
     verification measures it; a sample extrapolates it (see RV(restore_estimate_seconds))."
   - "Every local path (O(compare_to), O(manifest), O(progress_file), the temporary image and its partial file) is
     compared with the others before any I/O, by the file it resolves to; two that name the same file fail the task."
-  - "While O(fs_check) runs, the state in O(progress_file) is V(checking)."
+  - "Retries with jittered exponential backoff: throttling (including C(RequestThrottledException)), HTTP 5xx,
+    connection errors and C(Failed to read block data); a block whose data does not match its checksum is read again,
+    three times at most."
   - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults).
   - Supports check mode and diff mode (the diff shows the verification tags before and after).
 extends_documentation_fragment:
-  - blockwise.ebs.block_streaming
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
@@ -233,10 +258,10 @@ restore_estimate_seconds:
   description:
     - Seconds to read every data block of the snapshot at the measured rate, with O(workers) reads in flight (the
       measured recovery time of the snapshot). Null when no block could be read to measure it.
-    - In a full verification it is the time the reads took. From a sample it is extrapolated; a sample smaller than
+    - "In a full verification it is the time the reads took. From a sample it is extrapolated; a sample smaller than
       O(workers) blocks cannot keep every worker busy, so its reads count as rounds of O(workers) parallel reads at the
       latency the sample measured (when the service's throughput rather than its latency bounds a restore, this is
-      low: verify fully for the exact figure).
+      low: verify fully for the exact figure)."
   returned: always
   type: float
   sample: 5.2

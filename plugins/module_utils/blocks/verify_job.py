@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 from ansible_collections.blockwise.ebs.plugins.module_utils import verify as core
 from ansible_collections.blockwise.ebs.plugins.module_utils.fileio import tmp_path_for
 from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import BLOCK_SIZE
-from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import DigestMap
 from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import Manifest
 from ansible_collections.blockwise.ebs.plugins.module_utils.manifest import ManifestError
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks import fscheck
