@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional.test_block_put import BS, MIB, ok, put_task, random_blocks, write_image
-from tests.functional.test_block_races import small_fs  # noqa: F401  pylint: disable=unused-import  (fixture)
+from tests.functional.test_block_races import small_fs  # noqa: F401  pylint: disable=unused-import
 from tests.functional.test_block_resume import start_playbook
 from tests.functional.test_block_safety import failed, sha, tags_of
 from tests.functional.test_snapshot_verify import ext4_image, verify_task, verify_tags
