@@ -6,11 +6,28 @@ process (``python -m tests.localaws serve``).
 """
 
 import json
+import re
 import urllib.error
 import urllib.request
 from urllib.parse import quote, urlencode
 
 from .faults import is_mutating
+
+
+DEFAULT_ACCOUNT_ID = "123456789012"
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+
+
+def account_credentials(account_id):
+    """boto3 credentials that make the endpoint treat a caller as ``account_id`` (12 digits).
+
+    moto maps a 12-digit access key id to that account id, so two accounts can be exercised against one
+    endpoint: ``boto3.client("ec2", endpoint_url=..., **account_credentials("210987654321"))``. For
+    ``ansible-playbook`` set ``AWS_ACCESS_KEY_ID`` to the account id (and any ``AWS_SECRET_ACCESS_KEY``).
+    """
+    if not _ACCOUNT_RE.match(str(account_id)):
+        raise ValueError(f"account_id must be 12 digits, got {account_id!r}")
+    return {"aws_access_key_id": str(account_id), "aws_secret_access_key": "testing"}
 
 
 class LocalAWSControlError(RuntimeError):
@@ -73,9 +90,16 @@ class LocalAWSControl:
         """Remove the fault policy and every injected error."""
         self._call("DELETE", "faults")
 
-    def inject_error(self, action, status=400, code="ValidationException", message="Injected error", count=1, service=None, reason=None):
-        """Answer the next ``count`` calls of ``action`` (``Action`` or ``service:Action``; all calls if ``count`` is None)."""
+    def inject_error(self, action, status=400, code="ValidationException", message="Injected error", count=1, service=None, reason=None,
+                     region=None):
+        """Answer the next ``count`` calls of ``action`` (``Action`` or ``service:Action``; all calls if ``count`` is None).
+
+        With ``region`` only calls signed for that region are answered with the error (and counted
+        against ``count``); calls to other regions go through.
+        """
         payload = {"action": action, "status": status, "code": code, "message": message, "count": count, "service": service, "reason": reason}
+        if region is not None:
+            payload["region"] = region
         return self._call("POST", "errors", payload)
 
     def backdate_snapshot(self, snapshot_id, start_time, region="us-east-1"):
@@ -85,21 +109,41 @@ class LocalAWSControl:
         payload = {"start_time": start_time.isoformat(), "region": region}
         self._call("POST", f"snapshots/{quote(snapshot_id)}/start-time", payload)
 
-    def add_foreign_snapshot(self, owner_id="210987654321", region="us-east-1", volume_size=8, tags=None, description=""):
-        """A completed snapshot owned by ``owner_id`` and shared with this account; returns its id.
+    def add_foreign_snapshot(self, owner_id="210987654321", region="us-east-1", volume_size=8, tags=None, description="",
+                             account_id=DEFAULT_ACCOUNT_ID):
+        """A completed snapshot owned by ``owner_id`` and shared with ``account_id``; returns its id.
 
-        It shows in DescribeSnapshots unless ``OwnerIds`` excludes its owner; deleting or tagging it
-        fails with UnauthorizedOperation, as for a snapshot another account shared with you.
+        It lives in ``owner_id``'s account (``tags`` are the owner's, which the other account does not
+        see) with a ``createVolumePermission`` for ``account_id``: it shows in that account's
+        DescribeSnapshots unless ``OwnerIds`` excludes its owner, can be copied, and deleting or tagging
+        it fails with UnauthorizedOperation, as for a snapshot another account shared with you.
         """
-        payload = {"owner_id": owner_id, "region": region, "volume_size": volume_size, "tags": tags or {}, "description": description}
+        payload = {"owner_id": owner_id, "region": region, "volume_size": volume_size, "tags": tags or {}, "description": description,
+                   "account_id": account_id}
         return self._call("POST", "snapshots/foreign", payload)["snapshot_id"]
 
     def snapshot_progress(self, snapshot_id, region="us-east-1"):
         """``{"status", "progress", "blocks_written", "direct"}`` of a snapshot; progress is the last reported value."""
         return self._call("GET", f"snapshots/{quote(snapshot_id)}/progress", query={"region": region})
 
+    def copy_settings(self):
+        """``{"duration_seconds": N, "limit": N}``: how long a standard CopySnapshot takes, and the concurrent copy limit."""
+        return self._call("GET", "copies")
+
+    def set_copy_duration(self, seconds):
+        """Make new standard copies take ``seconds`` on the endpoint's clock (``advance_clock`` moves it); default 2."""
+        return self._call("POST", "copies", {"duration_seconds": seconds})
+
+    def set_copy_limit(self, limit):
+        """Allow ``limit`` pending copies per account and destination region (AWS: 20, the default)."""
+        return self._call("POST", "copies", {"limit": limit})
+
+    def fail_copy(self, snapshot_id, region="us-east-1", message="The snapshot copy failed."):
+        """End a pending copy (in ``region``, its destination) in ``error`` with ``message`` as its StateMessage."""
+        return self._call("POST", f"copies/{quote(snapshot_id)}/fail", {"region": region, "message": message})["status"]
+
     def advance_clock(self, seconds):
-        """Move the clock of pending-snapshot timeouts forward."""
+        """Move the endpoint's clock of pending snapshots forward: EBS direct timeouts and copy progress."""
         self._call("POST", "clock", {"advance": seconds})
 
     def set_clock_skew(self, offset_seconds):

@@ -10,11 +10,14 @@ DELETE      /_localaws/counters                                    clear the cou
 GET         /_localaws/faults                                      current policy and injected errors
 POST        /_localaws/faults                                      set the random fault policy
 DELETE      /_localaws/faults                                      clear the policy and injected errors
-POST        /_localaws/errors                                      inject an error for an action
-POST        /_localaws/snapshots/foreign                           plant a snapshot shared from another account (``owner_id``)
+POST        /_localaws/errors                                      inject an error for an action (optionally in one ``region``)
+POST        /_localaws/snapshots/foreign                           a snapshot of ``owner_id`` shared with ``account_id``
 POST        /_localaws/snapshots/{id}/start-time                   back-date a snapshot (``start_time``, ISO 8601)
-GET         /_localaws/snapshots/{id}/progress?region=             state, reported progress, blocks written
-POST        /_localaws/clock                                       ``{"advance": seconds}`` for snapshot timeouts
+GET         /_localaws/snapshots/{id}/progress?region=             state, progress, blocks written, copy or not
+GET         /_localaws/copies                                      ``{"duration_seconds", "limit"}`` of CopySnapshot
+POST        /_localaws/copies                                      set ``duration_seconds`` and/or ``limit``
+POST        /_localaws/copies/{id}/fail                            end a pending copy in error (``region``, ``message``)
+POST        /_localaws/clock                                       ``{"advance": seconds}``: pending snapshots and copies
 GET         /_localaws/clock-skew                                  ``{"offset_seconds": N}``: the endpoint's clock offset
 POST        /_localaws/clock-skew                                  ``{"offset_seconds": N}``: move the endpoint's clock
 DELETE      /_localaws/clock-skew                                  back to real time
@@ -33,8 +36,10 @@ from urllib.parse import parse_qs
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
+from .copies import CopiedSnapshot
 from .ebs_direct import DirectSnapshot
 from .ec2_extras import add_foreign_snapshot, backdate_snapshot
+from .sharing import find_snapshot
 from .wire import Response, json_response
 
 CONTROL_PREFIX = "/_localaws/"
@@ -51,8 +56,9 @@ class ControlError(Exception):
 class ControlAPI:
     """WSGI handler of the control routes."""
 
-    def __init__(self, *, counters, faults, ebs, clock, reset):
+    def __init__(self, *, counters, faults, ebs, clock, reset, copies):
         self._counters = counters
+        self._copies = copies
         self._faults = faults
         self._ebs = ebs
         self._clock = clock
@@ -68,6 +74,9 @@ class ControlAPI:
             ("POST", r"snapshots/foreign", self._foreign_snapshot),
             ("POST", r"snapshots/(snap-[0-9a-f]+)/start-time", self._backdate),
             ("GET", r"snapshots/(snap-[0-9a-f]+)/progress", self._progress),
+            ("GET", r"copies", self._copy_settings),
+            ("POST", r"copies", self._set_copy_settings),
+            ("POST", r"copies/(snap-[0-9a-f]+)/fail", self._fail_copy),
             ("POST", r"clock", self._advance_clock),
             ("GET", r"clock-skew", self._get_clock_skew),
             ("POST", r"clock-skew", self._set_clock_skew),
@@ -130,6 +139,8 @@ class ControlAPI:
     @staticmethod
     def _foreign_snapshot(payload, _query):
         account = payload.get("account_id") or default_account_id()
+        if payload["owner_id"] == account:
+            raise ControlError("owner_id must be another account than account_id")
         snapshot_id = add_foreign_snapshot(account, payload.get("region", "us-east-1"), payload["owner_id"],
                                            volume_size=int(payload.get("volume_size", 8)), tags=payload.get("tags"),
                                            description=payload.get("description", ""))
@@ -137,18 +148,41 @@ class ControlAPI:
 
     @staticmethod
     def _progress(_payload, query, snapshot_id):
+        region = query.get("region", "us-east-1")
         account = query.get("account_id") or default_account_id()
-        snapshot = ec2_backends[account][query.get("region", "us-east-1")].snapshots.get(snapshot_id)
+        snapshot = ec2_backends[account][region].snapshots.get(snapshot_id) or find_snapshot(region, snapshot_id)
         if snapshot is None:
             raise ControlError(f"Snapshot {snapshot_id} not found", 404)
-        direct = isinstance(snapshot, DirectSnapshot)
+        direct, copied = isinstance(snapshot, DirectSnapshot), isinstance(snapshot, CopiedSnapshot)
+        status = snapshot.status
+        if direct:
+            progress = snapshot.reported_progress
+        else:
+            progress = int(snapshot.progress.rstrip("%")) if copied else 100
         return json_response(200, {
             "snapshot_id": snapshot_id,
-            "status": snapshot.status,
-            "progress": snapshot.reported_progress if direct else 100,
+            "status": status,
+            "progress": progress,
             "blocks_written": len(snapshot.blocks) if direct else 0,
             "direct": direct,
+            "copy": copied,
         })
+
+    def _copy_settings(self, _payload, _query):
+        return json_response(200, self._copies.settings())
+
+    def _set_copy_settings(self, payload, _query):
+        unknown = sorted(set(payload) - {"duration_seconds", "limit"})
+        if unknown:
+            raise ControlError(f"Unknown copy settings: {', '.join(unknown)} (duration_seconds, limit)")
+        return json_response(200, self._copies.configure(**payload))
+
+    def _fail_copy(self, payload, _query, snapshot_id):
+        try:
+            status = self._copies.fail_copy(payload.get("region", "us-east-1"), snapshot_id, payload.get("message") or "The snapshot copy failed.")
+        except KeyError as exc:
+            raise ControlError(str(exc.args[0]), 404) from None
+        return json_response(200, {"snapshot_id": snapshot_id, "status": status})
 
     def _advance_clock(self, payload, _query):
         self._ebs.advance_clock(payload["advance"])

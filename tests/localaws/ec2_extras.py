@@ -5,28 +5,33 @@
   CreateVolume and StartSnapshot use the same key; answers are key ARNs.
 - DescribeRegions: the AWS region list with opt-in status; without ``AllRegions`` only the regions
   enabled by default are listed.
-- RegisterImage keeps the BlockDeviceMappings it was given; CreateImage snapshots every volume
-  attached to the instance; both honour TagSpecifications (image and snapshot).
-- DeleteSnapshot fails with ``InvalidSnapshot.InUse`` while a registered image maps the snapshot.
-- CopySnapshot of a direct snapshot gives the copy the source's data (as an independent snapshot).
+- RegisterImage keeps the BlockDeviceMappings it was given; CreateImage snapshots every attached
+  volume; both honour TagSpecifications (image and snapshot).
+- DeleteSnapshot fails with ``InvalidSnapshot.InUse`` while a registered image maps the snapshot; a
+  deleted source fails its pending copies (``copies.py``).
+- Snapshots across accounts (``sharing.py``): DescribeSnapshots, Describe/Modify/ResetSnapshotAttribute;
+  DeleteSnapshot, CreateTags and DeleteTags on a snapshot another account shared are refused.
+- CopySnapshot across regions and accounts, pending then completed, with its quota (``copies.py``).
 """
 
-import functools
 import re
 from datetime import timezone
 from xml.sax.saxutils import escape
 
-import botocore.session
 from moto.core.exceptions import ServiceException
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami
 from moto.ec2.models.elastic_block_store import Snapshot
 from moto.ec2.utils import random_snapshot_id
 
-from .ebs_direct import DetachedVolume, DirectSnapshot, default_kms_key_arn, find_kms_key_arn, visible_blocks
-from .wire import AwsError, Response, ec2_response, error_response
+from . import sharing
+from .ebs_direct import DetachedVolume, default_kms_key_arn, find_kms_key_arn
+from .ec2_common import (  # noqa: F401  pylint: disable=unused-import  (re-exported: older imports use this module)
+    Ec2Error, as_list, aws_regions, call_app, moto_answer, numbered, parse_nested, refuse_dry_run, tag_specifications,
+)
+from .wire import ec2_response, error_response
 
-AWS_MANAGED_EBS_ALIAS = "alias/aws/ebs"
+AWS_MANAGED_EBS_ALIAS = sharing.AWS_MANAGED_EBS_ALIAS
 REGIONS_ENABLED_BY_DEFAULT = frozenset({
     "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-southeast-1", "ap-southeast-2",
     "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3", "sa-east-1",
@@ -34,14 +39,6 @@ REGIONS_ENABLED_BY_DEFAULT = frozenset({
 })
 _IMAGE_ID_RE = re.compile(rb"<imageId>([^<]+)</imageId>")
 _SNAPSHOT_ID_RE = re.compile(rb"<snapshotId>([^<]+)</snapshotId>")
-
-
-class Ec2Error(Exception):
-    """An EC2 error (XML ``Response/Errors/Error``)."""
-
-    def __init__(self, code, message, status=400):
-        super().__init__(message)
-        self.error = AwsError(status, code, message)
 
 
 class RegisteredImage(Ami):
@@ -53,62 +50,12 @@ class RegisteredImage(Ami):
         return self.explicit_mappings
 
 
-def parse_nested(params, prefix):
-    """Turn flattened query parameters (``Prefix.1.Ebs.SnapshotId``) into a list of nested dicts."""
-    tree = {}
-    for key, value in params.items():
-        if not key.startswith(prefix + "."):
-            continue
-        node = tree
-        *parents, leaf = key[len(prefix) + 1:].split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return _as_list(tree)
-
-
-def _as_list(indexed):
-    return [indexed[key] for key in sorted(indexed, key=int)]
-
-
-def tag_specifications(params):
-    """``{resource_type: {key: value}}`` from ``TagSpecification.N`` parameters."""
-    tags = {}
-    for spec in parse_nested(params, "TagSpecification"):
-        resource_tags = tags.setdefault(spec.get("ResourceType", ""), {})
-        for tag in _as_list(spec.get("Tag", {})):
-            resource_tags[tag["Key"]] = tag.get("Value", "")
-    return tags
-
-
-def call_app(app, environ):
-    """Run a WSGI app and capture its whole answer as a ``Response``."""
-    captured = {}
-    chunks = []
-
-    def start_response(status, headers, exc_info=None):  # pylint: disable=unused-argument
-        captured["status"], captured["headers"] = status, headers
-        return chunks.append
-
-    result = app(environ, start_response)
-    try:
-        chunks.extend(result)
-    finally:
-        if hasattr(result, "close"):
-            result.close()
-    headers = [(name, value) for name, value in captured["headers"] if name.lower() != "content-length"]
-    return Response(int(captured["status"].split()[0]), headers, b"".join(chunks))
-
-
-@functools.lru_cache(maxsize=1)
-def aws_regions():
-    """Every commercial AWS region botocore knows for EC2."""
-    return tuple(sorted(botocore.session.get_session().get_available_regions("ec2")))
-
-
 def backdate_snapshot(account_id, region, snapshot_id, start_time):
-    """Set a snapshot's StartTime (EC2-created or direct); False when the snapshot does not exist."""
-    snapshot = ec2_backends[account_id][region].snapshots.get(snapshot_id)
+    """Set a snapshot's StartTime (EC2-created, direct or copy); False when the snapshot does not exist.
+
+    The snapshot is looked up in ``account_id`` first, then in every account of the region.
+    """
+    snapshot = ec2_backends[account_id][region].snapshots.get(snapshot_id) or sharing.find_snapshot(region, snapshot_id)
     if snapshot is None:
         return False
     if start_time.tzinfo is not None:
@@ -118,14 +65,29 @@ def backdate_snapshot(account_id, region, snapshot_id, start_time):
 
 
 def add_foreign_snapshot(account_id, region, owner_id, volume_size=8, tags=None, description=""):
-    """A snapshot owned by ``owner_id`` and shared with ``account_id`` (visible, not deletable)."""
-    backend = ec2_backends[account_id][region]
+    """A completed snapshot in ``owner_id``'s account, shared with ``account_id`` (createVolumePermission).
+
+    ``tags`` are the owner's; ``account_id`` sees the snapshot without them, can copy it, and cannot
+    delete or tag it.
+    """
+    backend = ec2_backends[owner_id][region]
     snapshot = Snapshot(backend, random_snapshot_id(), DetachedVolume(volume_size), description, owner_id=owner_id)
     snapshot.status = "completed"
+    snapshot.create_volume_permission_userids.add(account_id)
     backend.snapshots[snapshot.id] = snapshot
     if tags:
         backend.create_tags([snapshot.id], tags)
     return snapshot.id
+
+
+def volume_key_to_snapshot(backend, snapshot):
+    """Give a snapshot of an encrypted volume the ARN of the volume's key; True when it changed anything."""
+    volume = backend.volumes.get(snapshot.volume_id)
+    if volume is None or not volume.encrypted or not volume.kms_key_id or snapshot.kms_key_id:
+        return False
+    account, region = backend.account_id, backend.region_name
+    snapshot.kms_key_id = find_kms_key_arn(account, region, volume.kms_key_id) or volume.kms_key_id
+    return True
 
 
 def _snapshot_info_xml(snapshot, tags):
@@ -144,17 +106,23 @@ def _snapshot_info_xml(snapshot, tags):
 class Ec2Extras:
     """Intercepts the EC2 actions listed in the module docstring; others go to moto untouched."""
 
-    def __init__(self, account_for):
+    def __init__(self, account_for, copies):
         self._account_for = account_for
+        self._copies = copies
         self._handlers = {
             "GetEbsDefaultKmsKeyId": self.get_ebs_default_kms_key_id,
             "ModifyEbsDefaultKmsKeyId": self.modify_ebs_default_kms_key_id,
             "ResetEbsDefaultKmsKeyId": self.reset_ebs_default_kms_key_id,
             "DescribeRegions": self.describe_regions,
             "DescribeSnapshots": self.describe_snapshots,
+            "DescribeSnapshotAttribute": self._for_caller(sharing.describe_snapshot_attribute),
+            "ModifySnapshotAttribute": self._for_caller(sharing.modify_snapshot_attribute),
+            "ResetSnapshotAttribute": self._for_caller(sharing.reset_snapshot_attribute),
             "DeleteSnapshot": self.delete_snapshot,
-            "CreateTags": self.create_tags,
-            "CopySnapshot": self.copy_snapshot,
+            "CreateTags": self.refuse_foreign_tags,
+            "DeleteTags": self.refuse_foreign_tags,
+            "CopySnapshot": self._for_caller(copies.copy_snapshot),
+            "CreateSnapshot": self.create_snapshot,
             "CreateSnapshots": self.create_snapshots,
             "RegisterImage": self.register_image,
             "CreateImage": self.create_image,
@@ -171,11 +139,12 @@ class Ec2Extras:
         except Ec2Error as exc:
             return error_response("ec2", exc.error)
 
+    def _for_caller(self, handler):
+        """A handler ``(request, account id)`` as an Ec2Extras handler."""
+        return lambda request, _backend, _moto_app: handler(request, self._account_for(request))
+
     # -- default KMS key -----------------------------------------------------------------------
-    @staticmethod
-    def _refuse_dry_run(request):
-        if request.form.get("DryRun", "").lower() == "true":
-            raise Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
+    _refuse_dry_run = staticmethod(refuse_dry_run)
 
     def get_ebs_default_kms_key_id(self, request, backend, _moto_app):
         """The region's default key ARN (the AWS managed ``alias/aws/ebs`` key unless modified)."""
@@ -213,7 +182,7 @@ class Ec2Extras:
         if unknown:
             raise Ec2Error("InvalidParameterValue", f"Invalid region names: {', '.join(unknown)}")
         all_regions = request.form.get("AllRegions", "").lower() == "true"
-        filters = {item["Name"]: set(_as_list(item.get("Value", {}))) for item in parse_nested(request.form, "Filter")}
+        filters = {item["Name"]: set(as_list(item.get("Value", {}))) for item in parse_nested(request.form, "Filter")}
         items = []
         for name in aws_regions():
             region = {
@@ -234,60 +203,46 @@ class Ec2Extras:
 
     # -- images and snapshots ------------------------------------------------------------------
     def describe_snapshots(self, request, _backend, _moto_app):
-        """Honour ``OwnerIds`` (moto ignores it) by turning it into an ``owner-id`` filter.
+        """Every snapshot the caller can use in the region: owned, shared with it, public (``sharing.py``)."""
+        return sharing.describe_snapshots(request, self._account_for(request))
 
-        ``self`` is the caller's account. Without ``OwnerIds`` every visible snapshot is listed,
-        including snapshots shared from other accounts (see :func:`add_foreign_snapshot`).
-        """
-        params = dict(request.form)
-        owners = [params.pop(key) for key in sorted(k for k in request.form if re.fullmatch(r"Owner\.\d+", k))]
-        if not owners:
-            return None
-        account = self._account_for(request)
-        owners = [account if owner == "self" else owner for owner in owners]
-        index = 1 + max([int(m.group(1)) for m in (re.fullmatch(r"Filter\.(\d+)\.Name", k) for k in params) if m] or [0])
-        params["Filter.{0}.Name".format(index)] = "owner-id"
-        for number, owner in enumerate(owners, start=1):
-            params["Filter.{0}.Value.{1}".format(index, number)] = owner
-        request.replace_form(params)
-        return None
-
-    def _refuse_foreign(self, request, backend, snapshot_ids):
+    def _refuse_foreign(self, request, snapshot_ids):
+        """``UnauthorizedOperation`` for a snapshot the caller can see but does not own."""
         account = self._account_for(request)
         for snapshot_id in snapshot_ids:
-            snapshot = backend.snapshots.get(snapshot_id)
-            if snapshot is not None and snapshot.owner_id != account:
-                raise Ec2Error("UnauthorizedOperation",
-                               f"You are not authorized to perform this operation on {snapshot_id}, owned by {snapshot.owner_id}.", 403)
+            snapshot = sharing.find_snapshot(request.region, snapshot_id)
+            if snapshot is not None and snapshot.owner_id != account and sharing.restorable_by(snapshot, account):
+                raise sharing.unauthorized(snapshot)
 
-    def create_tags(self, request, backend, _moto_app):
-        """Tags on a snapshot shared from another account cannot be changed."""
-        resources = [v for k, v in request.form.items() if re.fullmatch(r"ResourceId\.\d+", k)]
-        self._refuse_foreign(request, backend, [r for r in resources if r.startswith("snap-")])
+    def refuse_foreign_tags(self, request, _backend, _moto_app):
+        """Tags on a snapshot shared from another account cannot be added nor removed; otherwise moto tags."""
+        resources = numbered(request.form, "ResourceId")
+        self._refuse_foreign(request, [resource for resource in resources if resource.startswith("snap-")])
         return None
 
-    def delete_snapshot(self, request, backend, _moto_app):
-        """Refuse to delete a foreign snapshot or one that a registered image maps; otherwise let moto delete it."""
+    def delete_snapshot(self, request, backend, moto_app):
+        """Refuse a foreign snapshot or one that a registered image maps; after moto deleted it, fail its pending copies."""
         snapshot_id = request.form.get("SnapshotId")
-        self._refuse_foreign(request, backend, [snapshot_id])
+        self._refuse_foreign(request, [snapshot_id])
         for image in list(backend.amis.values()):
             for mapping in image.block_device_mappings:
                 if (mapping.get("Ebs") or {}).get("SnapshotId") == snapshot_id:
                     raise Ec2Error("InvalidSnapshot.InUse", f"The snapshot {snapshot_id} is currently in use by {image.id}")
-        return None
-
-    def copy_snapshot(self, request, backend, moto_app):
-        """Copy with moto; a copy of a direct snapshot also gets the blocks the source shows."""
-        source_region = request.form.get("SourceRegion") or request.region
-        source_id = request.form.get("SourceSnapshotId")
-        source = ec2_backends[self._account_for(request)][source_region].snapshots.get(source_id)
-        if isinstance(source, DirectSnapshot) and source.status != "completed":
-            raise Ec2Error("IncorrectState", f"Snapshot '{source_id}' is {source.status}; only completed snapshots can be copied.")
+        snapshot = backend.snapshots.get(snapshot_id)
         response = call_app(moto_app, request.environ)
-        if response.status == 200 and isinstance(source, DirectSnapshot):
-            copy = backend.snapshots[_SNAPSHOT_ID_RE.search(response.body).group(1).decode()]
-            copy.blocks = {index: entry[1] for index, entry in visible_blocks(source).items()}
+        if response.status == 200 and snapshot is not None:
+            self._copies.source_deleted(snapshot)
         return response
+
+    def create_snapshot(self, request, backend, moto_app):
+        """Let moto snapshot the volume, then give the snapshot its volume's key (moto drops it)."""
+        response = call_app(moto_app, request.environ)
+        if response.status != 200:
+            return response
+        snapshot = backend.snapshots[_SNAPSHOT_ID_RE.search(response.body).group(1).decode()]
+        if not volume_key_to_snapshot(backend, snapshot):
+            return response
+        return moto_answer("CreateSnapshot", snapshot)
 
     def create_snapshots(self, request, backend, _moto_app):
         """Multi-volume snapshot set of an instance, as AWS makes it (moto ignores most options).
@@ -321,6 +276,7 @@ class Ec2Extras:
         items = []
         for volume in selected:
             snapshot = backend.create_snapshot(volume.id, form.get("Description", ""))
+            volume_key_to_snapshot(backend, snapshot)
             tags = dict(backend.tags.get(volume.id) or {}) if copy_tags else {}
             tags = {k: v for k, v in tags.items() if not k.startswith("aws:")}
             tags.update(spec_tags)

@@ -4,7 +4,8 @@
 Counters are keyed ``service:Action`` and count every request that reached the endpoint; faulted
 requests are counted again separately. Faults are either random (latency, throttling rate, 5xx rate,
 optionally limited to services/actions, reproducible with a seed) or explicit (``inject``: answer the
-next N calls of an action with a given error).
+next N calls of an action with a given error, optionally only in one region, as an IAM policy with an
+``aws:RequestedRegion`` condition denies an action in one region).
 """
 
 import random
@@ -77,7 +78,10 @@ class FaultPolicy:
 
 @dataclass
 class InjectedError:
-    """An explicit error for the next ``remaining`` calls of ``action`` (every call when None)."""
+    """An explicit error for the next ``remaining`` calls of ``action`` (every call when None).
+
+    With ``region`` set, only calls signed for that region are answered (and counted down).
+    """
 
     action: str
     status: int
@@ -86,10 +90,13 @@ class InjectedError:
     remaining: int | None = 1
     service: str | None = None
     reason: str | None = None
+    region: str | None = None
 
-    def selects(self, service, action):
+    def selects(self, service, action, region=None):
         """True when this rule answers the call."""
         if self.service and self.service != service:
+            return False
+        if self.region and self.region != region:
             return False
         return self.action in (action, f"{service}:{action}")
 
@@ -133,11 +140,16 @@ class FaultInjector:
             self._policy = policy
             self._random = random.Random(seed)
 
-    def inject(self, action, status, code, message, count=1, service=None, reason=None):
-        """Answer the next ``count`` calls of ``action`` (all of them when ``count`` is None) with an error."""
+    def inject(self, action, status, code, message, count=1, service=None, reason=None, region=None):
+        """Answer the next ``count`` calls of ``action`` (all of them when ``count`` is None) with an error.
+
+        ``region`` limits the rule to calls signed for that region (None: every region).
+        """
         if count is not None and int(count) < 1:
             raise ValueError("count must be a positive integer or None")
-        rule = InjectedError(action, int(status), code, message, None if count is None else int(count), service, reason)
+        if region is not None and not isinstance(region, str):
+            raise ValueError("region must be a region name or None")
+        rule = InjectedError(action, int(status), code, message, None if count is None else int(count), service, reason, region or None)
         with self._lock:
             self._injected.append(rule)
 
@@ -153,13 +165,13 @@ class FaultInjector:
         with self._lock:
             return {"policy": self._policy.as_dict(), "injected": [rule.as_dict() for rule in self._injected]}
 
-    def decide(self, service, action):
-        """Decide the fate of one request; injected errors take precedence over random faults."""
+    def decide(self, service, action, region=None):
+        """Decide the fate of one request (signed for ``region``); injected errors take precedence over random faults."""
         with self._lock:
             policy = self._policy
             delay = policy.latency if policy.selects(service, action) else 0.0
             for rule in self._injected:
-                if rule.selects(service, action):
+                if rule.selects(service, action, region):
                     if rule.remaining is not None:
                         rule.remaining -= 1
                         if rule.remaining == 0:

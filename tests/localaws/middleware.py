@@ -5,10 +5,15 @@ For each request: control routes are answered directly; any other request is cou
 when it was signed more than 15 minutes away from the endpoint's clock (as AWS does), may be delayed
 or failed by the fault injector, and is then answered by the EBS direct implementation, the EC2
 extras, or moto itself.
+
+Accounts: a request whose access key id is 12 digits acts as that AWS account (moto itself maps only
+access keys it issued through IAM/STS), so that two accounts can be exercised against one endpoint;
+moto is told through its ``x-moto-account-id`` header. ``MOTO_ACCOUNT_ID`` and an explicit header win.
 """
 
 import logging
 import os
+import re
 import time
 
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -17,22 +22,34 @@ from moto.moto_api import _internal as moto_api
 
 from .clock import ServerClock, skew_error
 from .control import CONTROL_PREFIX, ControlAPI
+from .copies import CopyModel
 from .ebs_direct import EbsDirect, EbsError
 from .ec2_extras import Ec2Extras
 from .faults import Counters, FaultInjector
 from .wire import AwsError, AwsRequest, error_response, server_error, throttling_error
 
 LOG = logging.getLogger(__name__)
+_ACCOUNT_KEY_RE = re.compile(r"^\d{12}$")
 
 
 def account_for(request):
-    """The AWS account of a request, resolved the way moto does."""
+    """The AWS account of a request: ``MOTO_ACCOUNT_ID``, moto's header, a 12-digit access key id, then moto's lookup."""
     if "MOTO_ACCOUNT_ID" in os.environ:
         return os.environ["MOTO_ACCOUNT_ID"]
     header = request.header("x-moto-account-id")
     if header:
         return header
+    if request.access_key and _ACCOUNT_KEY_RE.match(request.access_key):
+        return request.access_key
     return get_account_id_from(request.access_key) if request.access_key else DEFAULT_ACCOUNT_ID
+
+
+def pin_account(request):
+    """Make moto serve a request as the account of its 12-digit access key id."""
+    if "MOTO_ACCOUNT_ID" in os.environ or request.header("x-moto-account-id"):
+        return
+    if request.access_key and _ACCOUNT_KEY_RE.match(request.access_key):
+        request.environ["HTTP_X_MOTO_ACCOUNT_ID"] = request.access_key
 
 
 class FidelityMiddleware:
@@ -43,14 +60,17 @@ class FidelityMiddleware:
         self.counters = Counters()
         self.faults = FaultInjector()
         self.ebs = EbsDirect(account_for)
-        self.ec2 = Ec2Extras(account_for)
+        self.copies = CopyModel(clock=self.ebs.now)
+        self.ec2 = Ec2Extras(account_for, self.copies)
         self.clock = ServerClock()
-        self.control = ControlAPI(counters=self.counters, faults=self.faults, ebs=self.ebs, clock=self.clock, reset=self.reset)
+        self.control = ControlAPI(counters=self.counters, faults=self.faults, ebs=self.ebs, clock=self.clock, reset=self.reset,
+                                  copies=self.copies)
 
     def reset(self):
-        """Wipe everything: moto's backends, direct snapshots, counters, faults and both clocks."""
+        """Wipe everything: moto's backends, direct snapshots, copies and their settings, counters, faults and both clocks."""
         moto_api.moto_api_backend.reset()
         self.ebs.reset()
+        self.copies.reset()
         self.counters.clear()
         self.faults.clear()
         self.clock.clear()
@@ -62,14 +82,16 @@ class FidelityMiddleware:
         if path.startswith("/moto-api/"):
             if path.rstrip("/") == "/moto-api/reset":
                 self.ebs.reset()
+                self.copies.reset()
             return self.moto_app(environ, start_response)
         request = AwsRequest(environ)
+        pin_account(request)
         now = self.clock.now()
         skewed = skew_error(request, now)
         if skewed is not None:
             self.counters.record(request.counter_key, faulted=False)
             return error_response(request.protocol, skewed)(start_response)
-        decision = self.faults.decide(request.service, request.action)
+        decision = self.faults.decide(request.service, request.action, request.region)
         self.counters.record(request.counter_key, faulted=decision.kind is not None)
         if decision.delay:
             time.sleep(decision.delay)

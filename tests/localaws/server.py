@@ -12,12 +12,12 @@ from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from .client import LocalAWSControl
+from .client import LocalAWSControl, account_credentials
 from .clock import http_date
 from .middleware import FidelityMiddleware
 from .moto_speedups import index_moto_tag_lookups
 
-DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # moto's default account
 
 
 class QuietRequestHandler(MotoRequestHandler):
@@ -72,11 +72,16 @@ class LocalAWS(LocalAWSControl):
         self._server = None
         self._thread = None
 
-    def client(self, service, region="us-east-1", **config):
-        """A boto3 client for this endpoint with dummy credentials; ``config`` goes to ``botocore.config.Config``."""
+    def client(self, service, region="us-east-1", account_id=None, **config):
+        """A boto3 client for this endpoint; ``config`` goes to ``botocore.config.Config``.
+
+        Without ``account_id`` the client has dummy credentials (moto's default account 123456789012);
+        with a 12-digit ``account_id`` its access key id is that id, which makes it act as that account.
+        """
+        credentials = account_credentials(account_id) if account_id else DUMMY_CREDENTIALS
         return boto3.client(
             service, region_name=region, endpoint_url=self.endpoint_url, config=Config(**config) if config else None,
-            **DUMMY_CREDENTIALS,
+            **credentials,
         )
 
     def __enter__(self):

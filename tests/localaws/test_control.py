@@ -192,6 +192,35 @@ def test_injected_ec2_error_is_ec2_xml(aws):
     assert failure(ec2.create_snapshot, VolumeId=volume) == (400, "SnapshotCreationPerVolumeRateExceeded", "text/xml")
 
 
+def test_injected_error_can_deny_one_region_only(aws):
+    """An IAM policy can deny an action in one region (condition ``aws:RequestedRegion``); EC2 then answers
+    ``UnauthorizedOperation`` (HTTP 403) there and nowhere else."""
+    aws.inject_error("DescribeVolumes", status=403, code="UnauthorizedOperation", message="You are not authorized to perform this operation.",
+                     count=None, region="eu-west-1")
+    for _attempt in range(2):
+        aws.client("ec2", region="us-east-1").describe_volumes()
+        assert failure(aws.client("ec2", region="eu-west-1", **NO_RETRIES).describe_volumes) == (403, "UnauthorizedOperation", "text/xml")
+    assert aws.faults()["injected"][0]["region"] == "eu-west-1"
+    assert aws.counters()["ec2:DescribeVolumes"] == 4
+    assert aws.faulted_counters() == {"ec2:DescribeVolumes": 2}
+
+
+def test_region_limited_error_is_used_up_only_in_its_region(aws):
+    aws.inject_error("ec2:DescribeVolumes", status=500, code="InternalError", message="boom", count=1, region="eu-west-1")
+    aws.client("ec2", region="us-east-1").describe_volumes()
+    assert len(aws.faults()["injected"]) == 1
+    assert failure(aws.client("ec2", region="eu-west-1", **NO_RETRIES).describe_volumes)[:2] == (500, "InternalError")
+    assert aws.faults()["injected"] == []
+    aws.client("ec2", region="eu-west-1").describe_volumes()
+
+
+def test_injected_error_without_region_answers_every_region(aws):
+    aws.inject_error("DescribeVolumes", status=500, code="InternalError", message="boom", count=None)
+    assert aws.faults()["injected"][0]["region"] is None
+    for region in ("us-east-1", "eu-west-1"):
+        assert failure(aws.client("ec2", region=region, **NO_RETRIES).describe_volumes)[:2] == (500, "InternalError")
+
+
 # -- back-dating, progress, reset -----------------------------------------------------------------
 
 
@@ -227,7 +256,8 @@ def test_progress_of_an_ec2_snapshot(aws):
     ec2 = aws.client("ec2")
     volume = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
     snapshot_id = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
-    assert aws.snapshot_progress(snapshot_id) == {"snapshot_id": snapshot_id, "status": "completed", "progress": 100, "blocks_written": 0, "direct": False}
+    assert aws.snapshot_progress(snapshot_id) == {"snapshot_id": snapshot_id, "status": "completed", "progress": 100, "blocks_written": 0, "direct": False,
+                                                "copy": False}
 
 
 def test_reset_wipes_all_state(aws):

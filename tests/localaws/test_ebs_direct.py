@@ -182,7 +182,7 @@ def test_put_returns_the_checksum_and_records_progress(aws, ebs, ec2):
     assert answer["Checksum"] == checksum(data)
     assert answer["ChecksumAlgorithm"] == "SHA256"
     progress = aws.snapshot_progress(snapshot_id)
-    assert progress == {"snapshot_id": snapshot_id, "status": "pending", "progress": 42, "blocks_written": 1, "direct": True}
+    assert progress == {"snapshot_id": snapshot_id, "status": "pending", "progress": 42, "blocks_written": 1, "direct": True, "copy": False}
     assert ec2_snapshot(ec2, snapshot_id)["Progress"] == "42%"
 
 
@@ -476,6 +476,7 @@ def test_copy_of_a_direct_snapshot_holds_its_data(aws, ebs):
     parent = write_snapshot(ebs, {0: block(1), 1: block(2)})
     child = write_snapshot(ebs, {1: block(3)}, ParentSnapshotId=parent)
     copy_id = aws.client("ec2", region="eu-west-1").copy_snapshot(SourceSnapshotId=child, SourceRegion="us-east-1")["SnapshotId"]
+    aws.advance_clock(2)  # a copy is readable once completed (see test_copies.py)
     remote = aws.client("ebs", region="eu-west-1")
     listing = {entry["BlockIndex"]: entry["BlockToken"] for entry in remote.list_snapshot_blocks(SnapshotId=copy_id)["Blocks"]}
     assert sorted(listing) == [0, 1]

@@ -205,8 +205,9 @@ def test_owner_ids_filter_describe_snapshots(aws):
     assert own == {mine}
     theirs = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["210987654321"])["Snapshots"]}
     assert theirs == {foreign}
+    ec2.create_tags(Resources=[mine], Tags=[{"Key": "team", "Value": "other"}])
     filtered = ec2.describe_snapshots(OwnerIds=["self", "210987654321"], Filters=[{"Name": "tag:team", "Values": ["other"]}])["Snapshots"]
-    assert [s["SnapshotId"] for s in filtered] == [foreign]
+    assert [s["SnapshotId"] for s in filtered] == [mine]  # the owner's tags of a shared snapshot are not the caller's
 
 
 def test_foreign_snapshot_cannot_be_deleted_or_tagged(aws):
@@ -252,3 +253,22 @@ def test_create_snapshots_refuses_root_in_exclusions(aws):
         ec2.create_snapshots(InstanceSpecification={"InstanceId": instance_id, "ExcludeDataVolumeIds": [volumes["/dev/xvda"]]})
     assert excinfo.value.response["Error"]["Code"] == "InvalidParameterValue"
     assert len(ec2.create_snapshots(InstanceSpecification={"InstanceId": instance_id})["Snapshots"]) == 3
+
+
+def test_snapshots_carry_the_key_of_their_encrypted_volume(aws):
+    """A snapshot of an encrypted volume is encrypted with the volume's key (DescribeSnapshots ``KmsKeyId``:
+    "The Amazon Resource Name (ARN) of the KMS key that was used to protect the volume encryption key for the
+    parent volume"), whatever form the key was given in; CreateSnapshots does the same for each volume."""
+    ec2, kms = aws.client("ec2"), aws.client("kms")
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/volumes", TargetKeyId=key["KeyId"])
+    volume = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a", Encrypted=True, KmsKeyId="alias/volumes")["VolumeId"]
+    single = ec2.create_snapshot(VolumeId=volume)
+    assert single["KmsKeyId"] == key["Arn"]
+    assert ec2.describe_snapshots(SnapshotIds=[single["SnapshotId"]])["Snapshots"][0]["KmsKeyId"] == key["Arn"]
+    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]
+    ec2.attach_volume(VolumeId=volume, InstanceId=instance["InstanceId"], Device="/dev/sdf")
+    made = ec2.create_snapshots(InstanceSpecification={"InstanceId": instance["InstanceId"], "ExcludeBootVolume": True})["Snapshots"]
+    assert ec2.describe_snapshots(SnapshotIds=[made[0]["SnapshotId"]])["Snapshots"][0]["KmsKeyId"] == key["Arn"]
+    plain = ec2.create_snapshot(VolumeId=ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"])
+    assert "KmsKeyId" not in plain and plain["Encrypted"] is False
