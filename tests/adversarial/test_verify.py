@@ -195,3 +195,15 @@ def test_a_sample_never_certifies_the_content_tag(aws, playbook, tmp_path):
     res = ok(playbook([verify_task(aws, snapshot_id=snap, sample=3)]), "verify")
     assert res["mode"] == "sample" and res["reference"]["content_tag_checked"] is False
     assert res["result"] == "ok" and tags_of(aws, snap)["blockwise:verify-mode"] == "sample"
+
+
+def test_a_damaged_first_or_last_block_is_never_missed_by_a_sample(aws, playbook):
+    """Block 0 and the last data block are in every sample: damage there is always found, whatever the seed."""
+    ebs = aws.client("ebs")
+    snaps = [write_snapshot(ebs, {i: block(i % 200 + 1) for i in range(0, 300, 2)}) for _n in range(2)]
+    aws.inject_block_fault(snaps[0], [0], mode="corrupt")
+    aws.inject_block_fault(snaps[1], [298], mode="bad-checksum")
+    run = playbook([dict(verify_task(aws, name=sid, snapshot_id=sid, sample=3), ignore_errors=True) for sid in snaps])
+    assert failed(run, snaps[0])["unreadable_blocks"] == [0]
+    assert failed(run, snaps[1])["unreadable_blocks"] == [298]
+    assert [verify_tags(aws, sid)["blockwise:verified"] for sid in snaps] == ["unreadable", "unreadable"]

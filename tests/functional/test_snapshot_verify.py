@@ -277,3 +277,41 @@ def test_fs_check_default_tmp_dir_shell_and_timeout(aws, playbook, tmp_path, sta
     assert "fs_check_timeout=1" in slow["msg"] and "nothing was recorded" in slow["msg"]
     assert verify_tags(aws, snap) == {}
     assert os.listdir(str(tmp_dir)) == []
+
+
+# ------------------------------------------------------------------ unreadable blocks (injected by the endpoint)
+
+def test_unreadable_blocks_are_named_and_the_rest_is_still_read(aws, playbook, tmp_path):
+    snap = write_snapshot(aws.client("ebs"), {i: block(i + 1) for i in range(12)})
+    aws.inject_block_fault(snap, [3, 9], mode="corrupt")
+    aws.inject_block_fault(snap, [7], mode="bad-checksum")
+    aws.inject_block_fault(snap, [5], mode="error", status=400, code="ValidationException",
+                           message="Injected: block 5 cannot be read")
+    tmp_dir = tmp_path / "tmp"
+    tmp_dir.mkdir()
+    aws.reset_counters()
+    run = playbook([dict(verify_task(aws, snapshot_id=snap, fs_check="e2fsck -fn {image}", tmp_dir=str(tmp_dir)),
+                         ignore_errors=True),
+                    verify_task(aws, name="tolerant", snapshot_id=snap, fail_on_mismatch=False, record=False)])
+    res = failed(run, "verify")
+    assert res["result"] == "unreadable" and res["unreadable_blocks"] == [3, 5, 7, 9] and res["bad_blocks"] == [3, 5, 7, 9]
+    assert res["unreadable_count"] == 4 and res["blocks_read"] == 8 and res["stopped_early"] is False
+    assert "3, 5, 7, 9" in res["msg"] and "could not be read" in res["msg"]
+    assert "bad checksum" in res["unreadable_errors"]["3"] and "Injected: block 5" in res["unreadable_errors"]["5"]
+    assert res["fs_check"]["passed"] is None and "could not be read" in res["fs_check"]["skipped"]
+    assert res["content_digest"] is None and os.listdir(str(tmp_dir)) == []
+    assert verify_tags(aws, snap)["blockwise:verified"] == "unreadable"
+    tolerant = ok(run, "tolerant")
+    assert tolerant["result"] == "unreadable" and tolerant["unreadable_blocks"] == [3, 5, 7, 9]
+    # per run: 8 good reads, 3 attempts for each block with a bad checksum, 1 for the refused one
+    assert gets(aws) == 2 * (8 + 3 * 3 + 1)
+
+
+def test_reading_stops_after_max_bad_blocks(aws, playbook):
+    snap = write_snapshot(aws.client("ebs"), {i: block(i + 1) for i in range(40)})
+    aws.inject_block_fault(snap, list(range(40)), mode="corrupt")
+    aws.reset_counters()
+    res = failed(playbook([verify_task(aws, snapshot_id=snap, max_bad_blocks=2, workers=1)]), "verify")
+    assert res["result"] == "unreadable" and res["stopped_early"] is True
+    assert res["unreadable_count"] == 2 and res["unreadable_blocks"] == [0, 1] and res["blocks_read"] == 0
+    assert gets(aws) == 2 * 3
