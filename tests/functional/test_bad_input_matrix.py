@@ -122,6 +122,13 @@ def cbi(name, args, expect, bug=None):
     return Case("ebs_changed_blocks_info", name, args, expect, bug)
 
 
+def ver(name, args, expect, bug=None):
+    def build(ctx):
+        values = args(ctx) if callable(args) else args
+        return dict({"snapshot_id": ctx["snap"]}, **values)
+    return Case("ebs_snapshot_verify", name, build, expect, bug)
+
+
 def ami(name, args, expect, bug=None):
     return Case("ami_snapshot_tag", name, args, expect, bug)
 
@@ -231,6 +238,28 @@ CASES = [
         ["return_block_indexes", "perhaps"]),
     cbi("second_snapshot_id missing", {"first_snapshot_id": UNKNOWN_SNAPSHOT}, ["second_snapshot_id", "missing"]),
 
+    # ebs_snapshot_verify: samples, references, the file system check, refused snapshots
+    ver("region that does not exist", {"region": NO_REGION}, ["region", NO_REGION]),
+    ver("snapshot that does not exist", {"snapshot_id": UNKNOWN_SNAPSHOT}, ["snapshot_id", UNKNOWN_SNAPSHOT, "not found"]),
+    ver("snapshot still pending", lambda c: {"snapshot_id": c["pending"]}, lambda c: ["snapshot_id", c["pending"], "pending"]),
+    ver("sample zero", {"sample": 0}, ["sample", "0"]),
+    ver("sample not a number", {"sample": "ten"}, ["sample", "ten"]),
+    ver("sample above 100%", {"sample": "150%"}, ["sample", "150%"]),
+    ver("sample with fs_check", {"sample": 5, "fs_check": "e2fsck -fn {image}"}, ["sample", "fs_check"]),
+    ver("fs_check without {image}", {"fs_check": "e2fsck -fn"}, ["fs_check", "{image}"]),
+    ver("fs_check program missing", {"fs_check": "no-such-fsck {image}"}, ["fs_check", "no-such-fsck"]),
+    ver("fs_check_timeout zero", {"fs_check": "e2fsck -fn {image}", "fs_check_timeout": 0}, ["fs_check_timeout", "got 0"]),
+    ver("tmp_dir missing", lambda c: {"fs_check": "e2fsck -fn {image}", "tmp_dir": c["work"] + "/no-tmp"},
+        lambda c: ["tmp_dir", c["work"] + "/no-tmp"]),
+    ver("compare_to missing", lambda c: {"compare_to": c["work"] + "/nope.raw"}, lambda c: ["compare_to", c["work"] + "/nope.raw", "does not exist"]),
+    ver("compare_to is a directory", lambda c: {"compare_to": c["dir"]}, lambda c: ["compare_to", c["dir"], "directory"]),
+    ver("compare_to and manifest", lambda c: {"compare_to": c["image"], "manifest": c["work"] + "/m"}, ["compare_to", "manifest"]),
+    ver("manifest not a manifest", lambda c: {"manifest": c["file"]}, lambda c: ["manifest", c["file"], "not a blockwise.ebs manifest"]),
+    ver("compare_to is the progress_file", lambda c: {"compare_to": c["image"], "progress_file": c["image"]},
+        ["compare_to", "progress_file"]),
+    ver("max_bad_blocks zero", {"max_bad_blocks": 0}, ["max_bad_blocks", "got 0"]),
+    ver("workers zero", {"workers": 0}, ["workers", "got 0"]),
+
     # ami_snapshot_tag: selection, templates, tags, regions
     ami("no selection", {}, ["image_ids", "filters", "all_images"]),
     ami("image_ids and all_images", {"image_ids": ["ami-12345678"], "all_images": True}, ["image_ids", "all_images", "mutually exclusive"]),
@@ -334,6 +363,7 @@ SETUP = {
     "ebs_block_put": setup_blocks,
     "ebs_block_get": setup_blocks,
     "ebs_changed_blocks_info": setup_blocks,
+    "ebs_snapshot_verify": setup_blocks,
     "ami_snapshot_tag": setup_fleet,
     "ebs_snapshot_policy": setup_fleet,
     "ebs_snapshot_prune": setup_fleet,

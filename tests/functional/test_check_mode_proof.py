@@ -67,6 +67,12 @@ MODULE_CASES = {
     "ebs_changed_blocks_info": lambda c: [
         ("changed blocks", {"first_snapshot_id": c["parent"], "second_snapshot_id": c["child"], "return_block_indexes": True}, False),
     ],
+    "ebs_snapshot_verify": lambda c: [
+        ("full, recorded", {"snapshot_id": c["child"], "progress_file": c["work"] + "/verify.progress"}, True),
+        ("sample against a file", {"snapshot_id": c["parent"], "sample": 1, "compare_to": c["image"],
+                                   "fail_on_mismatch": False}, True),
+        ("file system check", {"snapshot_id": c["parent"], "fs_check": "e2fsck -fn {image}", "tmp_dir": c["work"]}, True),
+    ],
     "ami_snapshot_tag": lambda c: [
         ("every image", {"all_images": True, "copy_image_tags": True, "tags": {"source": "ami"}, "purge_tags": True}, True),
     ],

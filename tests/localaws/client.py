@@ -102,6 +102,19 @@ class LocalAWSControl:
             payload["region"] = region
         return self._call("POST", "errors", payload)
 
+    def inject_block_fault(self, snapshot_id, blocks, mode="error", status=500, code="InternalServerException",
+                           message="An internal error has occurred.", count=None, region="us-east-1"):
+        """Make GetSnapshotBlock of the given block indexes of ``snapshot_id`` answer an error (``error``), data that
+        does not match its checksum (``corrupt``) or the right data under a wrong checksum (``bad-checksum``), for the
+        next ``count`` reads of each block (every read when None). Returns the block faults now set."""
+        payload = {"blocks": list(blocks), "mode": mode, "status": status, "code": code, "message": message,
+                   "count": count, "region": region}
+        return self._call("POST", f"snapshots/{quote(snapshot_id)}/block-faults", payload)["block_faults"]
+
+    def clear_block_faults(self, snapshot_id):
+        """Remove the block faults of ``snapshot_id`` (``clear_faults`` and ``reset`` remove every one)."""
+        self._call("DELETE", f"snapshots/{quote(snapshot_id)}/block-faults")
+
     def backdate_snapshot(self, snapshot_id, start_time, region="us-east-1"):
         """Set a snapshot's StartTime to ``start_time`` (a time-zone aware datetime)."""
         if start_time.tzinfo is None:

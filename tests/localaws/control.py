@@ -13,6 +13,8 @@ DELETE      /_localaws/faults                                      clear the pol
 POST        /_localaws/errors                                      inject an error for an action (optionally in one ``region``)
 POST        /_localaws/snapshots/foreign                           a snapshot of ``owner_id`` shared with ``account_id``
 POST        /_localaws/snapshots/{id}/start-time                   back-date a snapshot (``start_time``, ISO 8601)
+POST        /_localaws/snapshots/{id}/block-faults                 GetSnapshotBlock faults of chosen blocks (``blocks``, ``mode``)
+DELETE      /_localaws/snapshots/{id}/block-faults                 remove them
 GET         /_localaws/snapshots/{id}/progress?region=             state, progress, blocks written, copy or not
 GET         /_localaws/copies                                      ``{"duration_seconds", "limit"}`` of CopySnapshot
 POST        /_localaws/copies                                      set ``duration_seconds`` and/or ``limit``
@@ -73,6 +75,8 @@ class ControlAPI:
             ("POST", r"errors", self._inject_error),
             ("POST", r"snapshots/foreign", self._foreign_snapshot),
             ("POST", r"snapshots/(snap-[0-9a-f]+)/start-time", self._backdate),
+            ("POST", r"snapshots/(snap-[0-9a-f]+)/block-faults", self._inject_block_faults),
+            ("DELETE", r"snapshots/(snap-[0-9a-f]+)/block-faults", self._clear_block_faults),
             ("GET", r"snapshots/(snap-[0-9a-f]+)/progress", self._progress),
             ("GET", r"copies", self._copy_settings),
             ("POST", r"copies", self._set_copy_settings),
@@ -112,7 +116,7 @@ class ControlAPI:
         return Response(204)
 
     def _get_faults(self, _payload, _query):
-        return json_response(200, self._faults.as_dict())
+        return json_response(200, dict(self._faults.as_dict(), block_faults=self._ebs.block_faults.as_list()))
 
     def _set_faults(self, payload, _query):
         self._faults.configure(**payload)
@@ -120,6 +124,17 @@ class ControlAPI:
 
     def _clear_faults(self, _payload, _query):
         self._faults.clear()
+        self._ebs.block_faults.clear()
+        return Response(204)
+
+    def _inject_block_faults(self, payload, _query, snapshot_id):
+        account = payload.pop("account_id", None) or default_account_id()
+        region = payload.pop("region", "us-east-1")
+        self._ebs.block_faults.inject(account, region, snapshot_id, **payload)
+        return json_response(200, {"block_faults": self._ebs.block_faults.as_list()})
+
+    def _clear_block_faults(self, _payload, _query, snapshot_id):
+        self._ebs.block_faults.clear(snapshot_id)
         return Response(204)
 
     def _inject_error(self, payload, _query):

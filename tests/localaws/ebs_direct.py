@@ -36,6 +36,7 @@ from moto.ec2.utils import random_snapshot_id
 from moto.kms.exceptions import NotFoundException
 from moto.kms.models import kms_backends
 
+from .block_faults import BlockFaults, corrupted, wrong_digest
 from .wire import AwsError, Response, json_response
 
 BLOCK_SIZE = 524288
@@ -177,6 +178,7 @@ class EbsDirect:
         self._lock = threading.Lock()
         self._secret = os.urandom(32)
         self._clock_offset = 0.0
+        self.block_faults = BlockFaults()
         # (account, region, client token) -> (request fingerprint, original answer). AWS returns the
         # result of the original request for a repeated token, even after that snapshot was deleted.
         self._tokens = {}
@@ -194,6 +196,7 @@ class EbsDirect:
         """Forget clock moves and client tokens (snapshots live in moto and are wiped by moto's reset)."""
         self._clock_offset = 0.0
         self._tokens = {}
+        self.block_faults.clear()
 
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, request):
@@ -452,12 +455,17 @@ class EbsDirect:
         entry = visible_blocks(snapshot).get(index)
         if entry is None:
             raise validation(f"Block {index} of '{snapshot.id}' holds no data.", "INVALID_BLOCK_TOKEN")
-        block = entry[1]
+        data, digest = entry[1]
+        fault = self.block_faults.take(self._account_for(request), request.region, snapshot.id, index)
+        if fault is not None and fault.mode == "error":
+            raise EbsError(fault.status, fault.code, fault.message)
+        if fault is not None:
+            data, digest = (corrupted(data), digest) if fault.mode == "corrupt" else (data, wrong_digest(digest))
         headers = [
-            ("Content-Type", "application/octet-stream"), ("x-amz-Data-Length", str(len(block.data))),
-            ("x-amz-Checksum", base64.b64encode(block.digest).decode()), ("x-amz-Checksum-Algorithm", "SHA256"),
+            ("Content-Type", "application/octet-stream"), ("x-amz-Data-Length", str(len(data))),
+            ("x-amz-Checksum", base64.b64encode(digest).decode()), ("x-amz-Checksum-Algorithm", "SHA256"),
         ]
-        return Response(200, headers, block.data)
+        return Response(200, headers, data)
 
     def block_token(self, snapshot_id, index):
         """An opaque token that GetSnapshotBlock accepts only for this snapshot and index."""

@@ -227,17 +227,23 @@ class BlockDownloader:
 
     ``handle(index, data, digest)`` is called on the worker thread for each block (``data`` None for a
     block without a token: absent in the snapshot, i.e. zeros).
+
+    ``on_block_error(index, exc)`` (optional) is called on the worker thread when a block cannot be
+    read for good (a :class:`TransferError`: an error after retries, or a bad checksum every time).
+    When it returns True the block is taken as recorded and the other blocks go on (``handle`` is not
+    called for it); otherwise, and without it, the error stops the run as usual.
     """
 
     CHECKSUM_RETRIES = 3
 
-    def __init__(self, ebs, snapshot_id, workers, retry=None, progress=None, stop=None):
+    def __init__(self, ebs, snapshot_id, workers, retry=None, progress=None, stop=None, on_block_error=None):
         self.ebs = ebs
         self.snapshot_id = snapshot_id
         self.workers = workers
         self.retry = retry or Retrier()
         self.progress = progress
         self.stop = stop if stop is not None else threading.Event()
+        self.on_block_error = on_block_error
         self.blocks_fetched = 0
         self._lock = threading.Lock()
 
@@ -277,8 +283,13 @@ class BlockDownloader:
             if token is None:
                 handle(index, None, ZERO_BLOCK_DIGEST)
             else:
-                data, digest = self.fetch(index, token)
-                handle(index, data, digest)
+                try:
+                    data, digest = self.fetch(index, token)
+                except TransferError as exc:
+                    if self.on_block_error is None or not self.on_block_error(index, exc):
+                        raise
+                else:
+                    handle(index, data, digest)
             if self.progress is not None:
                 self.progress.advance(1, BLOCK_SIZE)
 

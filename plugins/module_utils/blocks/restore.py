@@ -33,7 +33,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.job import Lo
 _OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
-def remove_stale_part(dest):
+def remove_stale_part(dest, option="dest"):
     """Remove the partial file a killed run of a restore into ``dest`` left; refuse anything else there."""
     part = part_path(dest)
     try:
@@ -41,8 +41,8 @@ def remove_stale_part(dest):
     except FileNotFoundError:
         return part
     if not stat.S_ISREG(st.st_mode):
-        raise BlockError("dest: {0} is in the way of the partial file of this restore and is not a regular file; "
-                         "remove it".format(part), option="dest")
+        raise BlockError("{0}: {1} is in the way of the partial file of this restore and is not a regular file; "
+                         "remove it".format(option, part), option=option)
     os.unlink(part)
     return part
 
@@ -63,11 +63,15 @@ def _open_part(part, option):
                          option=option) from None
 
 
-def download_to_new(downloader, listing, real_dest, volume_bytes, before, progress):
-    """Write the snapshot into the partial file, then rename it over ``real_dest`` if the content differs."""
+def download_to_new(downloader, listing, real_dest, volume_bytes, before, progress, option="dest"):
+    """Write the snapshot into the partial file, then rename it over ``real_dest`` if the content differs.
+
+    ``option`` is the option that errors name (the file the user gave, or the directory of a
+    temporary image).
+    """
     exists = os.path.exists(real_dest)
-    part = remove_stale_part(real_dest)
-    out = LocalFile(_open_part(part, "dest"), real_dest, "dest")
+    part = remove_stale_part(real_dest, option)
+    out = LocalFile(_open_part(part, option), real_dest, option)
     fetched = []
     lock = threading.Lock()
     started = time.monotonic()
