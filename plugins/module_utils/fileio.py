@@ -131,8 +131,11 @@ class FileLock:
         self.path = path
         self.fd = None
 
-    def acquire(self, on_wait=None):
-        """Block until the lock is held; ``on_wait()`` is called once if another process holds it."""
+    def acquire(self, on_wait=None, blocking=True):
+        """Block until the lock is held; ``on_wait()`` is called once if another process holds it.
+
+        With ``blocking=False``, return None at once instead of waiting when another process holds it.
+        """
         import fcntl  # pylint: disable=import-outside-toplevel  (POSIX only, like the rest of the block core)
 
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
@@ -141,6 +144,9 @@ class FileLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                if not blocking:
+                    os.close(fd)
+                    return None
                 if on_wait is not None:
                     on_wait()
                     on_wait = None

@@ -53,11 +53,13 @@ options:
     description:
       - O(dest) already holds this snapshot's content (an earlier snapshot of the same lineage); apply only the blocks
         that changed between it and O(snapshot_id), in place.
+      - An empty string is refused, not taken as omitted (it would turn an incremental restore into a full one).
     type: str
   manifest:
     description:
       - Path of a block manifest describing what O(dest) holds (snapshot id and one SHA256 per block).
-      - Read to skip the download when O(dest) already holds O(snapshot_id); written after a successful run.
+      - Read to skip the download when O(dest) already holds O(snapshot_id) (and the snapshot, listed in this run,
+        holds every block the manifest has); written after a successful run.
       - Required to exist, and checked against O(dest), when given with O(base_snapshot_id).
       - An existing file is only replaced if it is empty or a manifest; any other file fails the task before anything
         is read. If it is a symlink, its target is replaced.

@@ -71,6 +71,9 @@ options:
     description:
       - Make an incremental snapshot on this completed snapshot. Blocks that are not written are inherited from it.
       - The new snapshot has the parent's encryption; O(encrypted) and O(kms_key_arn), when given, must match it.
+      - An unencrypted parent in a region with EBS encryption by default on is refused naming this option (AWS
+        refuses such an incremental snapshot).
+      - An empty string is refused, not taken as omitted (it would turn an incremental upload into a full one).
     type: str
   manifest:
     description:
@@ -92,8 +95,9 @@ options:
       - Tags for the snapshot, set when it is created; added to (never removed from) the existing snapshot when the
         upload is already done.
       - The keys C(blockwise:content), C(blockwise:parent) and C(blockwise:lineage) are set by the module and cannot
-        be given. Keys starting with C(aws:), keys over 128 and values over 256 characters, and more than 47 tags
-        (AWS allows 50, and the module sets up to 3) are refused before the image is read.
+        be given. Keys starting with C(aws:), keys over 127 and values over 255 characters (the limits of
+        C(StartSnapshot)), and more than 47 tags (AWS allows 50, and the module sets up to 3) are refused before the
+        image is read.
     type: dict
     aliases: [resource_tags]
   lineage:
@@ -105,7 +109,7 @@ options:
       - When omitted, an incremental snapshot inherits its parent's lineage, and any other upload is its own lineage
         (its snapshot id), so unrelated uploads are never pruned together.
       - An existing snapshot of another lineage is never reused, even with the same content.
-      - 1 to 256 characters.
+      - 1 to 255 characters.
     type: str
   encrypted:
     description:
@@ -113,11 +117,13 @@ options:
       - When omitted, the snapshot is encrypted if the parent is, or if the account has EBS encryption by default on
         now (an earlier unencrypted upload of the same image is then not reused).
       - With O(parent_snapshot_id), a value that does not match the parent's encryption is an error.
+      - V(false) in a region with EBS encryption by default on is refused before the image is read to the end (AWS
+        encrypts every new snapshot there).
       - An encrypted snapshot has every block written, zero blocks included.
     type: bool
   kms_key_arn:
     description:
-      - ARN of the KMS key that encrypts the snapshot. Needs O(encrypted=true).
+      - ARN of the KMS key that encrypts the snapshot. Needs O(encrypted=true). An empty string is refused.
     type: str
   timeout:
     description:
@@ -127,6 +133,9 @@ options:
   wait:
     description:
       - Wait until the snapshot is C(completed); fail if it goes to C(error).
+      - With V(false), the task still fails when C(CompleteSnapshot) answers C(error), or when the snapshot is
+        failed or gone right after it; the journal under O(state_dir) stays until a later upload that uses the
+        same O(state_dir) sees the snapshot completed.
     type: bool
     default: true
   wait_timeout:

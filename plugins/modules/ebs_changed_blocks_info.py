@@ -22,6 +22,7 @@ options:
     description:
       - The older snapshot. When omitted, every block that holds data in O(second_snapshot_id) counts as changed.
       - Both snapshots must be of the same lineage (one an ancestor of the other); AWS rejects unrelated snapshots.
+      - An empty string is refused, not taken as omitted (it would count every block as changed).
     type: str
   second_snapshot_id:
     description:

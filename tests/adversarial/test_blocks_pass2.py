@@ -2,9 +2,13 @@
 """Second adversarial pass on ebs_block_put / ebs_block_get / ebs_changed_blocks_info.
 
 Every test attacks the modules through ``ansible-playbook`` against the local endpoint and checks the
-outcome independently of the collection's code (boto3 reads, file bytes). Attacks that found a way to
-lose data, lie, leave a mess or crash are marked ``xfail(strict=True)`` with the finding as the reason
-until they are fixed; the others are lasting attacks that held.
+outcome independently of the collection's code (boto3 reads, file bytes). Fourteen of these attacks found
+a way to lose data, lie, leave a mess or crash when they were written (an errored CompleteSnapshot taken
+for success, a replayed token returning a snapshot under the old default key, a tampered manifest trusted,
+abandoned snapshots not reported or reported twice, journals left by wait=false, outputs on read-only
+file systems refused too late, tag lengths StartSnapshot refuses, encryption by default refused too late,
+empty options taken as omitted, a restore taking a user's file, diffs missing); they are kept as lasting
+regression tests.
 """
 import json
 import os
@@ -59,9 +63,6 @@ def progress_state(path):
 
 # ------------------------------------------------------------------ put: CompleteSnapshot answers "error"
 
-@pytest.mark.xfail(strict=True, reason=(
-    "put ignores the Status that CompleteSnapshot answers: with wait=false a snapshot that went to error "
-    "is reported as a successful upload (changed=true) and the manifest is written naming it"))
 def test_put_wait_false_with_a_snapshot_that_errors_on_completion_is_not_a_success(aws, playbook, tmp_path):
     """CompleteSnapshot's answer carries Status (pending | completed | error, EBS direct API reference). A pending
     snapshot that saw no write for its Timeout is in error; completing it answers "error". With wait=false the
@@ -93,9 +94,6 @@ def _pending_upload(aws, playbook, img, state_dir, **args):
     return res["snapshot_id"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an errored snapshot of an earlier run is appended to abandoned_snapshot_ids twice (by the token repl"
-    "ay and again by the journal check), with duplicate warnings"))
 def test_errored_snapshot_of_a_killed_run_is_reported_once(aws, playbook, tmp_path):
     img = write_image(tmp_path / "disk.raw", 3 * BS, random_blocks(range(3), seed=SEED + 1))
     state_dir = str(tmp_path / "state")
@@ -107,10 +105,6 @@ def test_errored_snapshot_of_a_killed_run_is_reported_once(aws, playbook, tmp_pa
     assert res["abandoned_snapshot_ids"] == [first]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pending snapshots of the same content are filtered by the new run's identity (description, lineage, "
-    "encryption, size) before the pending/abandoned check, so with a lost journal (or another src path) t"
-    "hey leak silently, against the documented 'never leaked silently'"))
 def test_pending_snapshot_of_other_arguments_and_a_lost_journal_is_reported(aws, playbook, tmp_path):
     """The docs: a pending snapshot of the same content left by an earlier run that cannot be resumed
     (different arguments, lost journal) is never leaked silently (abandoned_snapshot_ids)."""
@@ -124,10 +118,6 @@ def test_pending_snapshot_of_other_arguments_and_a_lost_journal_is_reported(aws,
 
 # ------------------------------------------------------------------ put: identity vs the StartSnapshot token
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the StartSnapshot ClientToken does not include the effective encryption/KMS key; after the account's"
-    " default KMS key changed, the replayed token returns the old snapshot under the old key with changed"
-    "=false"))
 def test_put_after_the_default_kms_key_changed_is_not_the_old_snapshot(aws, playbook, tmp_path):
     """encrypted=true without kms_key_arn follows the account's default KMS key; the docs make the key part of
     what "the same upload" means, as AWS would apply it now."""
@@ -152,9 +142,6 @@ def _read_only_dir(small_fs):  # noqa: F811
     return point
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a manifest path that cannot be written (read-only file system) is only found after the snapshot was "
-    "uploaded and completed: the task fails after every AWS write instead of before any"))
 def test_put_manifest_on_a_read_only_file_system_is_refused_before_any_aws_write(aws, playbook, tmp_path,
                                                                                small_fs):  # noqa: F811
     img = write_image(tmp_path / "disk.raw", 3 * BS, random_blocks(range(3), seed=SEED + 4))
@@ -166,9 +153,6 @@ def test_put_manifest_on_a_read_only_file_system_is_refused_before_any_aws_write
     assert all_snapshots(aws) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a manifest path that cannot be written (read-only file system) is only found after dest was replaced"
-    ": the task fails having overwritten dest, and every rerun downloads and replaces it again"))
 def test_get_manifest_on_a_read_only_file_system_is_refused_before_dest_is_replaced(aws, playbook, tmp_path,
                                                                                   small_fs):  # noqa: F811
     img = write_image(tmp_path / "disk.raw", 3 * BS, random_blocks(range(3), seed=SEED + 5))
@@ -259,10 +243,6 @@ def test_odd_paths_fail_naming_the_option_before_any_aws_write(aws, playbook, tm
 
 # ------------------------------------------------------------------ empty strings are not "omitted"
 
-@pytest.mark.xfail(strict=True, reason=(
-    "empty parent_snapshot_id, kms_key_arn, base_snapshot_id and first_snapshot_id are silently taken as "
-    "omitted: a standalone upload (own lineage) instead of an incremental one, all blocks reported as cha"
-    "nged, ..."))
 def test_empty_string_options_are_refused_not_ignored(aws, playbook, tmp_path):
     """``parent_snapshot_id: "{{ last | default('') }}"``: an empty value must fail naming the option, not turn an
     incremental upload, an incremental restore or a comparison into a different operation."""
@@ -289,9 +269,6 @@ def test_empty_string_options_are_refused_not_ignored(aws, playbook, tmp_path):
 
 # ------------------------------------------------------------------ get: what a restore does to an existing dest
 
-@pytest.mark.xfail(strict=True, reason=(
-    "restoring into an existing regular file replaces it by rename and keeps its mode but not its owner a"
-    "nd group: a user's image becomes root's"))
 def test_restore_over_an_existing_file_keeps_its_owner(aws, playbook, tmp_path):
     """Restoring as root into a user's image file: the file is replaced by rename; its owner must not become root
     (the user could no longer write their own image). The mode is kept; so must the owner and group be."""
@@ -307,10 +284,6 @@ def test_restore_over_an_existing_file_keeps_its_owner(aws, playbook, tmp_path):
     assert (st.st_uid, st.st_gid) == (4321, 4322)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "get trusts a manifest that names the snapshot: dest holding other content is reported unchanged with"
-    " that content's digest, although the snapshot's block list (already read) does not hold the manifest"
-    "'s blocks"))
 def test_manifest_naming_the_snapshot_with_other_digests_is_not_proof(aws, playbook, tmp_path):
     """A manifest that names snapshot B but carries A's digests (edited, or copied between restores) while dest
     holds A: the module lists B anyway; B's block list does not even hold the blocks the manifest claims."""
@@ -365,9 +338,6 @@ def test_check_mode_with_every_option_writes_nothing(aws, playbook, tmp_path):
     assert ok(run, "retag")["diff"]["after"]["tags"]["Name"] == "z"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "get --diff shows identical before and after when the restore cut off data past the volume's end (cha"
-    "nged=true)"))
 def test_restore_that_truncates_dest_shows_it_in_the_diff(aws, playbook, tmp_path):
     """dest holds the snapshot plus data past the volume's end: the restore cuts that data off (changed=true); the
     diff must not show identical before and after."""
@@ -384,8 +354,6 @@ def test_restore_that_truncates_dest_shows_it_in_the_diff(aws, playbook, tmp_pat
     assert res["diff"]["before"] != res["diff"]["after"], res["diff"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "put reports changed=true for writing the manifest of an existing snapshot but gives no diff"))
 def test_put_that_only_writes_the_manifest_shows_a_diff(aws, playbook, tmp_path):
     img = write_image(tmp_path / "disk.raw", 3 * BS, random_blocks(range(3), seed=SEED + 15))
     state = str(tmp_path / "state")
@@ -416,10 +384,6 @@ def test_odd_tags_and_lineage_round_trip_and_second_run_is_unchanged(aws, playbo
         assert res["msg"].startswith("lineage"), res["msg"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tags and lineage are checked against EC2's limits (128/256) but StartSnapshot allows keys of 127 and"
-    " values of 255 characters: a documented 256-character lineage (or 128-character key, 256-character v"
-    "alue) fails at StartSnapshot after the whole image was hashed"))
 @pytest.mark.parametrize("args", [{"lineage": "l" * 256}, {"tags": {"k" * 128: "v"}}, {"tags": {"k": "v" * 256}}],
                          ids=["lineage-256", "key-128", "value-256"])
 def test_documented_tag_and_lineage_lengths_upload_or_are_refused_before_hashing(aws, playbook, tmp_path, args):
@@ -521,9 +485,6 @@ def test_relative_paths_resolve_against_the_playbook_directory_and_still_collide
 
 # ------------------------------------------------------------------ wait=false
 
-@pytest.mark.xfail(strict=True, reason=(
-    "wait=false leaves the journal (marked complete) under state_dir; only a later run of the same src re"
-    "moves it, so uploads of a new file each run accumulate journals forever"))
 def test_wait_false_upload_leaves_no_journal_once_its_snapshot_is_completed(aws, playbook, tmp_path):
     """Nightly uploads of a new file each night (the module's own example) with wait=false: the docs say a journal
     is removed when the snapshot is completed, yet every such upload leaves one that no later run of another src
@@ -551,10 +512,6 @@ def test_wait_false_then_rerun_is_unchanged_and_cleans_up(aws, playbook, tmp_pat
 
 # ------------------------------------------------------------------ encryption by default turned on later
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with encryption by default on, an unencrypted parent or encrypted=false is only refused by StartSnap"
-    "shot after the image was hashed (and the parent listed), with AWS's message instead of one naming th"
-    "e option"))
 @pytest.mark.parametrize("case", ["unencrypted-parent", "encrypted-false"])
 def test_upload_that_encryption_by_default_forbids_is_refused_naming_the_option(aws, playbook, tmp_path, case):
     """With EBS encryption by default on, StartSnapshot refuses an unencrypted parent and Encrypted=false

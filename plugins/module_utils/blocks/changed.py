@@ -10,6 +10,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.errors import
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.errors import TransferError
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.retry import Retrier
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import PAGE_SIZE
+from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import refuse_empty
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.pipeline import PagedBlocks
 
 
@@ -17,6 +18,8 @@ def changed_blocks_info(ebs, second_snapshot_id, first_snapshot_id=None, return_
                         page_size=PAGE_SIZE):
     """Blocks that differ between two snapshots (or that hold data in one), fully paginated."""
     retry = retry or Retrier()
+    refuse_empty({"first_snapshot_id": first_snapshot_id, "second_snapshot_id": second_snapshot_id},
+                 ("first_snapshot_id", "second_snapshot_id"))
     try:
         if first_snapshot_id:
             listing = PagedBlocks(ebs, retry, first_snapshot_id=first_snapshot_id, second_snapshot_id=second_snapshot_id,

@@ -25,10 +25,12 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import B
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import DEFAULT_STATE_DIR
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import DEFAULT_WORKERS
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import GIB
+from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import refuse_empty
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import restore_lock_path
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import validate_workers
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.source import BlockSource
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.paths import check_distinct
+from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.paths import check_writable_dir
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.paths import part_path
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.pipeline import BlockDownloader
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.pipeline import PagedBlocks
@@ -61,6 +63,7 @@ class GetJob(Job):
     def _validate(self):
         p = self.p
         self.workers = validate_workers(DEFAULT_WORKERS if p.get("workers") is None else p["workers"])
+        refuse_empty(p, ("snapshot_id", "base_snapshot_id", "dest", "manifest", "progress_file", "state_dir"))
         dest = p["dest"]
         self.real_dest = os.path.realpath(os.path.expanduser(dest))
         if os.path.isdir(self.real_dest):
@@ -69,6 +72,8 @@ class GetJob(Job):
         if not os.path.isdir(directory):
             raise InputError("dest: directory {0} does not exist".format(directory), option="dest")
         self._dest_state()
+        if not self.is_device:
+            check_writable_dir("dest", dest)  # the restore is renamed into place there
         if not self.exists and p.get("base_snapshot_id"):
             raise InputError("dest: {0} does not exist, but base_snapshot_id={1} says it holds that snapshot".format(
                 dest, p["base_snapshot_id"]), option="dest")
@@ -123,13 +128,26 @@ class GetJob(Job):
                              option=option, code=exc.code, snapshot_id=sid) from None
 
     # -- decisions ----------------------------------------------------------------------------
-    def _holds_already(self, manifest, before, dest_size, volume_size):
-        """True when the manifest names the snapshot, has its volume size, and dest's data matches it."""
+    def _holds_already(self, manifest, before, dest_size, volume_size, listing):
+        """True when the manifest names the snapshot, has its volume size, dest's data matches it, and the
+        snapshot (as listed now) holds every block the manifest has: a manifest edited or copied from another
+        restore names the snapshot but not its blocks."""
         if manifest is None or before is None or manifest.snapshot_id != self.p["snapshot_id"]:
             return False
         volume_bytes = volume_size * GIB
         size_ok = dest_size == volume_bytes or (self.is_device and dest_size >= volume_bytes)
-        return manifest.volume_size == volume_size and size_ok and manifest.content_digest == before.content_digest()
+        if not (manifest.volume_size == volume_size and size_ok and manifest.content_digest == before.content_digest()):
+            return False
+        if self.p.get("base_snapshot_id"):
+            return True  # the listing holds the changes since the base only; the manifest was proved for the base
+        listed = set(item[0] for item in listing)
+        missing = [index for index in manifest.blocks.indexes() if index not in listed]
+        if missing:
+            self.warnings.append("manifest {0} names {1} but holds {2} block(s) the snapshot does not have (first: "
+                                 "{3}); it is not trusted and dest is restored".format(
+                                     self.p.get("manifest"), self.p["snapshot_id"], len(missing), missing[0]))
+            return False
+        return True
 
     def _check_base(self, manifest, before):
         """With a manifest, an incremental restore needs proof that dest holds ``base_snapshot_id`` now."""
@@ -181,7 +199,8 @@ class GetJob(Job):
         if self.exists:
             limit = max(volume_size, manifest.volume_size if manifest else 0) * GIB
             before, dest_size = dest_digests(self.real_dest, limit, self.workers, self.progress)
-        if self._holds_already(manifest, before, dest_size, volume_size):
+        self.dest_size = dest_size
+        if self._holds_already(manifest, before, dest_size, volume_size, listing):
             result.update(method="unchanged", content_digest=manifest.content_digest,
                           elapsed_seconds=elapsed(self.started))
             self.progress.finish("done")
@@ -205,10 +224,18 @@ class GetJob(Job):
             "content_digest": None, "manifest": p.get("manifest"), "method": None,
         }
 
-    def _diff(self, before, after_content):
+    def _diff(self, before, after_content, before_size, after_size):
+        """Content digest and size of dest before and after (a restore that only cuts off data past the
+        volume's end changes the size, not the digest of the volume's bytes)."""
         before_content = before.content_digest() if before is not None else None
-        return {"before": {"dest": self.p["dest"], "content": before_content},
-                "after": {"dest": self.p["dest"], "content": after_content}}
+        return {"before": {"dest": self.p["dest"], "content": before_content, "size": before_size},
+                "after": {"dest": self.p["dest"], "content": after_content, "size": after_size}}
+
+    def _size_after(self, result):
+        """dest's size after the restore: the volume's for a new or replaced file, unchanged in place."""
+        if result["method"] in ("new", "replace"):
+            return result["volume_size"] * GIB
+        return self.dest_size
 
     def _check_result(self, result, listing, before):
         items = list(listing)
@@ -217,7 +244,8 @@ class GetJob(Job):
                       plan={"blocks_listed": len(items), "method": result["method"]},
                       elapsed_seconds=elapsed(self.started))
         if self.want_diff:
-            result["diff"] = self._diff(before, "(content of {0})".format(self.p["snapshot_id"]))
+            result["diff"] = self._diff(before, "(content of {0})".format(self.p["snapshot_id"]), self.dest_size,
+                                        self._size_after(result))
         self.progress.finish("done")
         return result, self.warnings
 
@@ -240,7 +268,7 @@ class GetJob(Job):
         result["throughput_mib_s"] = rate(result["bytes_fetched"], seconds)
         self._write_manifest(Manifest(p["snapshot_id"], result["volume_size"], after))
         if self.want_diff and changed:
-            result["diff"] = self._diff(before, after_content)
+            result["diff"] = self._diff(before, after_content, self.dest_size, self._size_after(result))
         self.progress.finish("done")
         return result, self.warnings
 

@@ -17,8 +17,10 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import R
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import tag_dict
 
 MAX_TAGS = 50
-MAX_KEY_LENGTH = 128
-MAX_VALUE_LENGTH = 256
+# StartSnapshot's tags (EBS direct APIs, Tag): keys up to 127 and values up to 255 characters, one less than
+# EC2's CreateTags allows. Every tag of an upload goes through StartSnapshot.
+MAX_KEY_LENGTH = 127
+MAX_VALUE_LENGTH = 255
 AWS_MANAGED_EBS_KEY = "alias/aws/ebs"
 
 

@@ -140,10 +140,22 @@ def _describe(found):
 
 
 def check_writable_dir(option, path):
-    """Fail now when the directory that will hold ``path`` does not exist."""
+    """Fail now when the directory that will hold ``path`` does not exist or cannot be written (a read-only
+    file system, no permission): the file is written by rename at the end, after every AWS call."""
     if not path:
         return
     directory = os.path.dirname(os.path.realpath(os.path.expanduser(path)))
     if not os.path.isdir(directory):
         raise InputError("{0}: cannot write {1}: {2} is not an existing directory".format(option, path, directory),
                          option=option)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError("{0}: cannot write {1}: directory {2} is not writable ({3})".format(
+            option, path, directory, "Read-only file system" if _read_only(directory) else "Permission denied"),
+            option=option)
+
+
+def _read_only(directory):
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False

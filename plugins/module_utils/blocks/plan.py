@@ -46,6 +46,16 @@ def validate_workers(workers, option="workers"):
     return value
 
 
+def refuse_empty(params, options):
+    """An option given as an empty string is refused, never taken as omitted: ``"{{ last | default('') }}"``
+    must not turn an incremental upload, an incremental restore or a comparison into another operation."""
+    for option in options:
+        value = params.get(option)
+        if value is not None and not str(value).strip():
+            raise InputError("{0} is an empty string; give a value or omit the option (an empty value is not "
+                             "taken as omitted)".format(option), option=option)
+
+
 def plan_volume_size(image_bytes, volume_size=None, parent_volume_size=None):
     """The volume size (GiB) for an image of ``image_bytes``: given, or the smallest that fits.
 

@@ -34,6 +34,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import j
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import lock_path
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import plan_put
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import plan_volume_size
+from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import refuse_empty
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import tag_dict
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import tag_list
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.plan import validate_workers
@@ -56,6 +57,7 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.job import Jo
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.job import check_output_paths
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.job import job_paths
 from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.upload import Upload
+from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.journals import sweep_finished_journals
 
 
 class Image:
@@ -87,6 +89,8 @@ class PutJob(Job):
     def _validate(self):
         p = self.p
         self.workers = validate_workers(DEFAULT_WORKERS if p.get("workers") is None else p["workers"])
+        refuse_empty(p, ("src", "parent_snapshot_id", "kms_key_arn", "lineage", "manifest", "progress_file",
+                         "state_dir"))
         if p.get("volume_size") is not None and not 1 <= int(p["volume_size"]) <= MAX_VOLUME_GIB:
             raise InputError("volume_size must be between 1 and {0} GiB, got {1}".format(
                 MAX_VOLUME_GIB, p["volume_size"]), option="volume_size")
@@ -118,8 +122,29 @@ class PutJob(Job):
         p = self.p
         # The account decides when no parent does and encrypted is omitted (or true, with its default key).
         decides = p.get("encrypted") is None or (p.get("encrypted") and not p.get("kms_key_arn"))
+        unencrypted = p.get("encrypted") is False or (parent is not None and not parent.get("Encrypted"))
         default = self._account_encryption() if parent is None and decides else None
+        if unencrypted:
+            self._refuse_unencrypted(parent, default)
         return parent, default
+
+    def _refuse_unencrypted(self, parent, default):
+        """With EBS encryption by default on, StartSnapshot refuses an unencrypted snapshot (an unencrypted parent,
+        Encrypted=false): say which option asks for one, before any write. Without the right to read the
+        setting, StartSnapshot's own answer is left to say it."""
+        try:
+            enabled = (default or self._account_encryption())[0]
+        except BlockError:
+            return
+        if not enabled:
+            return
+        if parent is not None and not parent.get("Encrypted"):
+            raise InputError("parent_snapshot_id: {0} is not encrypted and EBS encryption by default is on in this "
+                             "region, so AWS refuses an incremental snapshot of it; upload a full (encrypted) snapshot "
+                             "instead (omit parent_snapshot_id)".format(parent["SnapshotId"]),
+                             option="parent_snapshot_id")
+        raise InputError("encrypted=false cannot be honoured: EBS encryption by default is on in this region, so every "
+                         "new snapshot is encrypted; omit encrypted or set it to true", option="encrypted")
 
     def _account_encryption(self):
         try:
@@ -176,9 +201,21 @@ class PutJob(Job):
             raise BlockError("state_dir: cannot lock {0}: {1}".format(lock.path, describe_os_error(exc)),
                              option="state_dir") from None
         try:
-            return self._run_unlocked()
+            outcome = self._run_unlocked()
+            self._sweep()
+            return outcome
         finally:
             lock.release()
+
+    def _sweep(self):
+        """Remove journals that uploads with wait=false left for snapshots AWS has finished since."""
+        if callable(self.ec2):
+            return
+        try:
+            sweep_finished_journals(os.path.expanduser(self.state_dir), journal_path(self.state_dir, self.p["src"]),
+                                    self.ec2, self.retry)
+        except BlockError as exc:
+            self.warnings.append("state_dir: journals of finished uploads were not cleaned up: {0}".format(exc))
 
     def _read_image(self, source):
         """Hash the source while the clients are made and the parent is read -> (Image, parent, default)."""
@@ -208,7 +245,8 @@ class PutJob(Job):
             lineage = lineage_of(p, parent)
             expect = Expectation(volume_size, p.get("parent_snapshot_id"), encrypted, kms_key_id,
                                  p.get("description"), lineage)
-            found = [s for s in self._find_by_content(image.content) if expect.matches(s)]
+            same_content = self._find_by_content(image.content)
+            found = [s for s in same_content if expect.matches(s)]
             done = [s for s in found if s.get("State") == "completed"]
             manifest = self._load_manifest()
             if done:
@@ -217,7 +255,8 @@ class PutJob(Job):
             plan = plan_put(image.digests, volume_size * BLOCKS_PER_GIB, parent_blocks, encrypted)
             if self.check_mode:
                 return self._check_result(plan, volume_size, image.content, encrypted, found)
-            upload = Upload(self, image, plan, volume_size, parent_blocks, lineage, found)
+            others = [s for s in same_content if s not in found and s.get("State") in ("pending", "error")]
+            upload = Upload(self, image, plan, volume_size, parent_blocks, lineage, found, expect, others)
             return upload.run()
 
     def _parent_blocks(self, parent, manifest):
@@ -295,9 +334,13 @@ class PutJob(Job):
             wrote = self.write_manifest(sid, volume_size, blocks)
         result.update(changed=bool(wrote or tags_before != tags_after), snapshot_id=sid, state=snap.get("State"),
                       blocks_unchanged=blocks_total, elapsed_seconds=elapsed(self.started))
-        if self.want_diff and tags_before != tags_after:
-            result["diff"] = {"before": {"snapshot_id": sid, "tags": tags_before},
-                              "after": {"snapshot_id": sid, "tags": tags_after}}
+        if self.want_diff and (wrote or tags_before != tags_after):
+            path = self.p.get("manifest")
+            result["diff"] = {
+                "before": {"snapshot_id": sid, "tags": tags_before,
+                           "manifest": {"path": path, "snapshot_id": manifest.snapshot_id} if manifest else None},
+                "after": {"snapshot_id": sid, "tags": tags_after,
+                          "manifest": {"path": path, "snapshot_id": sid} if path else None}}
         self.clean_journal(sid)
         self.progress.phase("done", snapshot_id=sid)
         self.progress.finish("done")

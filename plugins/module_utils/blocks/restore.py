@@ -55,6 +55,14 @@ def _new_mode(real_dest, exists):
     return 0o666 & ~umask
 
 
+def _keep_owner(out, real_dest):
+    """The replacement keeps the owner and group of the file it replaces (a restore run as root into a
+    user's image must leave it the user's)."""
+    st = os.stat(real_dest)
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        out.call("syncing", os.fchown, st.st_uid, st.st_gid)
+
+
 def _open_part(part, option):
     try:
         return os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
@@ -90,6 +98,8 @@ def download_to_new(downloader, listing, real_dest, volume_bytes, before, progre
         after = DigestMap.from_items(fetched)
         if before is None or after.content_digest() != before.content_digest() or \
                 os.path.getsize(real_dest) != volume_bytes:
+            if exists:
+                _keep_owner(out, real_dest)
             out.call("syncing", os.fchmod, _new_mode(real_dest, exists))
             out.call("syncing", os.fsync)
             _close(out)

@@ -44,8 +44,10 @@ CONFIRM_DELAYS = (0.5, 1.0, 2.0, 4.0)
 class Upload:
     """The effectful half of the put job, for one image, plan and target snapshot."""
 
-    def __init__(self, job, image, plan, volume_size, parent_blocks, lineage, found):
+    def __init__(self, job, image, plan, volume_size, parent_blocks, lineage, found, expect, others=()):
         self.job = job
+        self.expect = expect
+        self.others = list(others)
         self.p = job.p
         self.image = image
         self.plan = plan
@@ -81,7 +83,9 @@ class Upload:
         return client_token(content=self.image.content, volume_size=self.volume_size, parent=p.get("parent_snapshot_id"),
                             encrypted=p.get("encrypted"), kms_key_arn=p.get("kms_key_arn"),
                             description=p.get("description"), tags=sorted(self.tags.items()), timeout=p.get("timeout"),
-                            plan=self.plan.digest())
+                            plan=self.plan.digest(),
+                            # what StartSnapshot applies now: the account's default key may change between runs
+                            effective_encryption=[self.expect.encrypted, self.expect.kms_key_id])
 
     def _confirm(self, snapshot_id):
         """The snapshot as DescribeSnapshots shows it now, or None when it does not exist (after a short wait)."""
@@ -104,9 +108,13 @@ class Upload:
             resp = self.job.retry.call(self.job.ebs.start_snapshot, "StartSnapshot", ClientToken=token, **params)
             sid = resp["SnapshotId"]
             snap = self._confirm(sid)
-            if snap is not None and snap.get("State") in ("pending", "completed"):
+            if snap is not None and snap.get("State") == "completed" and not self.expect.matches(snap):
+                self.job.warnings.append("snapshot {0}, made by an earlier run with the same token, is not this upload "
+                                         "as AWS would make it now (encryption, size, parent, description or lineage "
+                                         "differ); starting a new one".format(sid))
+            elif snap is not None and snap.get("State") in ("pending", "completed"):
                 return resp, token, started_at, snap
-            if snap is None:
+            elif snap is None:
                 self.job.warnings.append("snapshot {0}, made by an earlier run with the same arguments, no longer "
                                          "exists; starting a new one".format(sid))
             else:
@@ -140,9 +148,13 @@ class Upload:
             return None, confirmed, completing
 
     def _report_abandoned(self, sid):
+        """Every pending or failed snapshot of this content that this run does not resume is reported once:
+        those of this upload's arguments, and those of other arguments (or of a lost journal)."""
         errored = set(s["SnapshotId"] for s in self.found if s.get("State") == "error")
-        for old in sorted((self.pending_ids | errored) - {sid} - set(self.abandoned)):
+        others = set(s["SnapshotId"] for s in self.others)
+        for old in sorted((self.pending_ids | errored | others) - {sid}):
             self.abandoned.append(old)
+        self.abandoned = sorted(set(self.abandoned) - {sid}, key=self.abandoned.index)
         for old in self.abandoned:
             self.job.warnings.append(
                 "snapshot {0} was left pending or failed by an earlier run with different arguments (or without its "
@@ -192,11 +204,12 @@ class Upload:
             elsewhere = False
             if not completing:
                 elsewhere = self._complete(sid, journal, started_at)
-            state = "pending"
             if self.p.get("wait", True):
                 self.job.progress.phase("waiting")
                 state = wait_for_snapshot(self.job.ec2, self.job.retry, sid, int(self.p.get("wait_timeout") or 900)
                                           ).get("State")
+            else:
+                state = self._state_now(sid)
         except BlockError as exc:
             raise self._explain(exc, sid)
         return self.blocks_put, seconds, state, elsewhere
@@ -232,15 +245,29 @@ class Upload:
         if self.plan.write:
             params.update(Checksum=self.checksum(), ChecksumAlgorithm="SHA256", ChecksumAggregationMethod="LINEAR")
         try:
-            self.job.retry.call(self.job.ebs.complete_snapshot, "CompleteSnapshot", snapshot_id=sid,
-                                started_at=started_at, **params)
+            resp = self.job.retry.call(self.job.ebs.complete_snapshot, "CompleteSnapshot", snapshot_id=sid,
+                                       started_at=started_at, **params)
         except TransferError:
             if self._completed_elsewhere(sid):
                 return True
             raise
+        if (resp or {}).get("Status") == "error":
+            raise BlockError("CompleteSnapshot answered that snapshot {0} failed (status error): it was pending "
+                             "longer than its timeout, or its blocks do not match the checksum; upload again"
+                             .format(sid), snapshot_id=sid, code="SnapshotError")
         if journal is not None:
             journal.mark_complete()
         return False
+
+    def _state_now(self, sid):
+        """Without waiting, the snapshot's state as DescribeSnapshots shows it now: never a success for a
+        snapshot that failed or is gone."""
+        snap = find_snapshot(self.job.ec2, self.job.retry, sid)
+        if snap is None or snap.get("State") == "error":
+            raise BlockError("snapshot {0} {1} after CompleteSnapshot".format(
+                sid, "no longer exists" if snap is None else "failed (state error: {0})".format(
+                    snap.get("StateMessage") or "no reason given")), snapshot_id=sid, code="SnapshotError")
+        return snap.get("State")
 
     def _completed_elsewhere(self, sid):
         """True when another run with the same token (so the same content) completed the snapshot."""
