@@ -36,7 +36,7 @@ options:
         fails on its options.
     type: path
 notes:
-  - "Every local path the module reads or writes (O(src) or O(dest), O(manifest), O(progress_file), the journal and
+  - "Every local path the module reads or writes (C(src) or C(dest), O(manifest), O(progress_file), the journal and
     lock under O(state_dir), and the temporary files next to them) is compared with the others before any I/O, by
     the file it resolves to (symlinks, C(..) and relative paths resolved, hard links by device and inode): two
     options naming the same file fail the task, naming both."

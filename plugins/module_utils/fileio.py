@@ -136,7 +136,8 @@ class FileLock:
 
         With ``blocking=False``, return None at once instead of waiting when another process holds it.
         """
-        import fcntl  # pylint: disable=import-outside-toplevel  (POSIX only, like the rest of the block core)
+        # POSIX only, like the rest of the block core
+        import fcntl  # pylint: disable=import-outside-toplevel
 
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
         while True:

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 
 from tests.functional.test_block_put import (BS, assert_restored, assert_same_content, get_task, ok, put_task,
                                              random_blocks, write_image)
-from tests.functional.test_block_races import small_fs  # noqa: F401  (fixture)
 from tests.functional.test_block_resume import start_playbook
 from tests.functional.test_block_safety import failed, sha
 
@@ -59,7 +57,8 @@ def test_random_spellings_of_one_file_never_overwrite_it(aws, playbook, tmp_path
     for n in range(16):
         if rnd.random() < 0.5:
             first, second = rnd.sample(["src", "manifest", "progress_file"], 2)
-            args = {"src": str(image), first: _spell(rnd, root, image), second: _spell(rnd, root, image)}
+            args = {"src": str(image)}
+            args.update(((first, _spell(rnd, root, image)), (second, _spell(rnd, root, image))))
             task = put_task(aws, name="t%d" % n, state_dir=str(tmp_path / "state"), **args)
         else:
             other = rnd.choice(["manifest", "progress_file"])
@@ -171,7 +170,7 @@ def test_two_restores_into_one_dest_at_once(aws, playbook, tmp_path):
     assert sorted(os.listdir(str(out))) == ["r.m", "r.raw"]
 
 
-def test_full_file_system_under_every_written_file(aws, playbook, tmp_path, small_fs):  # noqa: F811
+def test_full_file_system_under_every_written_file(aws, playbook, tmp_path, small_fs):
     img = write_image(tmp_path / "disk.raw", 4 * BS, random_blocks(range(4), seed=SEED + 4))
     snap = ok(playbook([put_task(aws, src=img, state_dir=str(tmp_path / "state"))]), "put")["snapshot_id"]
     full = small_fs(8)

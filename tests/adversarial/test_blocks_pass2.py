@@ -21,7 +21,6 @@ import pytest
 
 from tests.functional.test_block_put import (BS, assert_restored, assert_same_content, get_task, ok, put_task,
                                              random_blocks, write_image)
-from tests.functional.test_block_races import small_fs  # noqa: F401  (fixture)
 from tests.functional.test_block_resume import start_playbook
 from tests.functional.test_block_safety import failed, sha, snapshot, tags_of
 
@@ -135,7 +134,7 @@ def test_put_after_the_default_kms_key_changed_is_not_the_old_snapshot(aws, play
 
 # ------------------------------------------------------------------ output paths that cannot be written
 
-def _read_only_dir(small_fs):  # noqa: F811
+def _read_only_dir(small_fs):
     import subprocess  # pylint: disable=import-outside-toplevel
     point = small_fs(1024, name="ro")
     subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
@@ -143,7 +142,7 @@ def _read_only_dir(small_fs):  # noqa: F811
 
 
 def test_put_manifest_on_a_read_only_file_system_is_refused_before_any_aws_write(aws, playbook, tmp_path,
-                                                                               small_fs):  # noqa: F811
+                                                                               small_fs):
     img = write_image(tmp_path / "disk.raw", 3 * BS, random_blocks(range(3), seed=SEED + 4))
     ro = _read_only_dir(small_fs)
     aws.reset_counters()
@@ -154,7 +153,7 @@ def test_put_manifest_on_a_read_only_file_system_is_refused_before_any_aws_write
 
 
 def test_get_manifest_on_a_read_only_file_system_is_refused_before_dest_is_replaced(aws, playbook, tmp_path,
-                                                                                  small_fs):  # noqa: F811
+                                                                                  small_fs):
     img = write_image(tmp_path / "disk.raw", 3 * BS, random_blocks(range(3), seed=SEED + 5))
     snap = ok(playbook([put_task(aws, src=img, state_dir=str(tmp_path / "state"))]), "put")["snapshot_id"]
     dest = tmp_path / "dest.raw"
@@ -177,8 +176,8 @@ def test_two_uploads_of_one_content_from_two_paths_at_once(aws, tmp_path):
     srcs = [write_image(tmp_path / name, nblocks * BS, blocks) for name in ("a.raw", "b.raw")]
     state_dir = str(tmp_path / "state")
     aws.set_faults(latency=0.05, actions=["PutSnapshotBlock"])
-    runs = [run_saved(aws, tmp_path, "put%d" % n, put_task(aws, src=src, state_dir=state_dir, workers=2,
-                                                        manifest=str(tmp_path / ("m%d" % n))))
+    runs = [run_saved(aws, tmp_path, "put%d" % n,
+                      put_task(aws, src=src, state_dir=state_dir, workers=2, manifest=str(tmp_path / ("m%d" % n))))
             for n, src in enumerate(srcs)]
     for proc, _out in runs:
         proc.wait(timeout=300)

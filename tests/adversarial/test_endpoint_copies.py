@@ -27,7 +27,7 @@ def snapshot(ec2, **volume):
 def test_concurrent_copies_never_exceed_the_quota(aws):
     aws.set_copy_duration(3600)
     source_ec2 = aws.client("ec2", region=SOURCE)
-    sources = [snapshot(source_ec2) for _ in range(40)]
+    sources = [snapshot(source_ec2) for _index in range(40)]
     results, lock = [], threading.Lock()
 
     def worker(chunk):

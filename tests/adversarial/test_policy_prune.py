@@ -341,4 +341,3 @@ def test_uploads_of_many_disks_keep_their_newest_each_and_unlabelled_ones_are_ne
         newest = max(members, key=lambda d: (d.snapshot.start_time, d.snapshot_id))
         assert newest.action == retention.KEEP
     assert "vol-0aaa" in groups and all(g == "vol-0aaa" or g.startswith("lineage:") for g in groups)
-

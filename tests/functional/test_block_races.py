@@ -8,12 +8,10 @@ the machine does not allow it.
 import json
 import os
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.functional.test_block_put import (BS, MIB, assert_same_content, completed_snapshots, get_task, ok,
+from tests.functional.test_block_put import (BS, assert_same_content, completed_snapshots, get_task, ok,
                                              put_task, random_blocks, write_image)
 from tests.functional.test_block_resume import start_playbook, wait_for_progress
 from tests.functional.test_block_safety import failed

@@ -5,14 +5,12 @@ Each test names the review item it pins. They run the modules exactly as users d
 files and snapshots independently of the collection's code.
 """
 import hashlib
-import json
 import os
-import subprocess
 
 import pytest
 
-from tests.functional.test_block_put import (BS, MIB, assert_restored, assert_same_content, get_task, image_blocks,
-                                             ok, put_task, puts, random_blocks, write_image)
+from tests.functional.test_block_put import (BS, MIB, assert_restored, assert_same_content, get_task, ok, put_task,
+                                             random_blocks, write_image)
 
 BLOCKWISE_TAGS = ("blockwise:content", "blockwise:parent", "blockwise:lineage")
 

@@ -16,8 +16,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.functional.test_block_put import (
     BS, GIB, assert_same_content, completed_snapshots, image_blocks, ok, random_blocks, write_image)
 from tests.functional.test_block_resume import pending_snapshots, start_playbook

@@ -43,9 +43,10 @@ def check_tags(tags, lineage=None):
                 key, len(value), MAX_VALUE_LENGTH), option="tags")
     limit = MAX_TAGS - len(RESERVED_TAGS)
     if len(tags) > limit:
-        raise InputError("tags: {0} tags given; a snapshot holds at most {1}, and this module sets {2} of its own "
-                         "({3}), so at most {4} can be given".format(len(tags), MAX_TAGS, len(RESERVED_TAGS),
-                                                                      ", ".join(RESERVED_TAGS), limit), option="tags")
+        message = "tags: {0} tags given; a snapshot holds at most {1}, and this module sets {2} of its own ({3}), " \
+                  "so at most {4} can be given".format(len(tags), MAX_TAGS, len(RESERVED_TAGS), ", ".join(RESERVED_TAGS),
+                                                       limit)
+        raise InputError(message, option="tags")
     if lineage is not None and not 1 <= len(str(lineage)) <= MAX_VALUE_LENGTH:
         raise InputError("lineage must be 1 to {0} characters long".format(MAX_VALUE_LENGTH), option="lineage")
 

@@ -174,8 +174,8 @@ class Upload:
         self._report_abandoned(sid)
         resumed = sid in self.pending_ids or bool(confirmed) or completing
         try:
-            written, seconds, state, completed_elsewhere = self._transfer(sid, journal, confirmed, completing,
-                                                                            started_at)
+            written, seconds, state, completed_elsewhere = self._transfer(
+                sid, journal, confirmed, completing, started_at)
         finally:
             if journal is not None:
                 journal.close()

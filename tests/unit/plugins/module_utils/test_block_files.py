@@ -59,7 +59,10 @@ def test_local_file_names_option_path_and_bytes_written(tmp_path, monkeypatch, e
     fd = os.open(str(tmp_path / "f"), os.O_RDWR | os.O_CREAT)
     out = LocalFile(fd, "/data/disk.raw", "dest")
     out.pwrite(b"a" * 4096, 0)
-    monkeypatch.setattr(fileio.os, "pwrite", lambda *a: (_ for _ in ()).throw(OSError(err, os.strerror(err))))
+    def failing_pwrite(*_args):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(fileio.os, "pwrite", failing_pwrite)
     with pytest.raises(BlockError) as info:
         out.pwrite(b"b" * 4096, 4096)
     os.close(fd)
