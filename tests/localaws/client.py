@@ -7,6 +7,7 @@ process (``python -m tests.localaws serve``).
 
 import json
 import re
+import ssl
 import urllib.error
 import urllib.request
 from urllib.parse import quote, urlencode
@@ -37,9 +38,10 @@ class LocalAWSControlError(RuntimeError):
 class LocalAWSControl:
     """Client of the ``/_localaws/`` control routes of the endpoint at ``endpoint_url``."""
 
-    def __init__(self, endpoint_url, timeout=10.0):
+    def __init__(self, endpoint_url, timeout=10.0, ca_bundle=None):
         self.endpoint_url = endpoint_url.rstrip("/")
         self.timeout = timeout
+        self.ca_bundle = ca_bundle
 
     def _call(self, method, route, payload=None, query=None):
         url = f"{self.endpoint_url}/_localaws/{route}"
@@ -48,7 +50,8 @@ class LocalAWSControl:
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            context = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else None
+            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as answer:
                 body = answer.read()
         except urllib.error.HTTPError as exc:
             raise LocalAWSControlError(f"{method} {route}: HTTP {exc.code} {exc.read().decode(errors='replace')}") from None
