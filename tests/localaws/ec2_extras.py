@@ -12,10 +12,13 @@
 - Snapshots across accounts (``sharing.py``): DescribeSnapshots, Describe/Modify/ResetSnapshotAttribute;
   DeleteSnapshot, CreateTags and DeleteTags on a snapshot another account shared are refused.
 - CopySnapshot across regions and accounts, pending then completed, with its quota (``copies.py``).
+- Block public access for snapshots (Get/Enable/DisableSnapshotBlockPublicAccess) and the archive tier
+  (ModifySnapshotTier, RestoreSnapshotTier, CreateVolume refusing an archived snapshot) (``security.py``).
 """
 
 import re
-from datetime import timezone
+import time
+from datetime import datetime, timezone
 from xml.sax.saxutils import escape
 
 from moto.core.exceptions import ServiceException
@@ -24,7 +27,7 @@ from moto.ec2.models.amis import Ami
 from moto.ec2.models.elastic_block_store import Snapshot
 from moto.ec2.utils import random_snapshot_id
 
-from . import sharing
+from . import security, sharing
 from .ebs_direct import DetachedVolume, default_kms_key_arn, find_kms_key_arn
 from .ec2_common import (  # noqa: F401  pylint: disable=unused-import  (re-exported: older imports use this module)
     Ec2Error, as_list, aws_regions, call_app, moto_answer, numbered, parse_nested, refuse_dry_run, tag_specifications,
@@ -106,9 +109,10 @@ def _snapshot_info_xml(snapshot, tags):
 class Ec2Extras:
     """Intercepts the EC2 actions listed in the module docstring; others go to moto untouched."""
 
-    def __init__(self, account_for, copies):
+    def __init__(self, account_for, copies, clock=time.time):
         self._account_for = account_for
         self._copies = copies
+        self._clock = clock
         self._handlers = {
             "GetEbsDefaultKmsKeyId": self.get_ebs_default_kms_key_id,
             "ModifyEbsDefaultKmsKeyId": self.modify_ebs_default_kms_key_id,
@@ -126,6 +130,12 @@ class Ec2Extras:
             "CreateSnapshots": self.create_snapshots,
             "RegisterImage": self.register_image,
             "CreateImage": self.create_image,
+            "GetSnapshotBlockPublicAccessState": self._for_caller(security.get_state),
+            "EnableSnapshotBlockPublicAccess": self._for_caller(security.enable),
+            "DisableSnapshotBlockPublicAccess": self._for_caller(security.disable),
+            "ModifySnapshotTier": self._with_time(security.modify_tier),
+            "RestoreSnapshotTier": self._with_time(security.restore_tier),
+            "CreateVolume": self._with_time(security.refuse_archived_volume_source),
         }
 
     def handle(self, request, moto_app):
@@ -142,6 +152,13 @@ class Ec2Extras:
     def _for_caller(self, handler):
         """A handler ``(request, account id)`` as an Ec2Extras handler."""
         return lambda request, _backend, _moto_app: handler(request, self._account_for(request))
+
+    def _with_time(self, handler):
+        """A handler ``(request, account id, now)`` (now: the endpoint's clock, naive UTC as moto keeps it)."""
+        def run(request, _backend, _moto_app):
+            now = datetime.fromtimestamp(self._clock(), timezone.utc).replace(tzinfo=None)
+            return handler(request, self._account_for(request), now)
+        return run
 
     # -- default KMS key -----------------------------------------------------------------------
     _refuse_dry_run = staticmethod(refuse_dry_run)
