@@ -3,6 +3,7 @@
 
 - Get/Modify/ResetEbsDefaultKmsKeyId, per region, on moto's own ``default_kms_key_id`` so that
   CreateVolume and StartSnapshot use the same key; answers are key ARNs.
+- DescribeVolumes and DescribeSnapshots page with MaxResults / NextToken (``paging.py``).
 - DescribeRegions: the AWS region list with opt-in status; without ``AllRegions`` only the regions
   enabled by default are listed.
 - RegisterImage keeps the BlockDeviceMappings it was given; CreateImage snapshots every attached
@@ -27,10 +28,10 @@ from moto.ec2.models.amis import Ami
 from moto.ec2.models.elastic_block_store import Snapshot
 from moto.ec2.utils import random_snapshot_id
 
-from . import security, sharing
+from . import paging, security, sharing
 from .ebs_direct import DetachedVolume, default_kms_key_arn, find_kms_key_arn
 from .ec2_common import (  # noqa: F401  pylint: disable=unused-import  (re-exported: older imports use this module)
-    Ec2Error, as_list, aws_regions, call_app, moto_answer, numbered, parse_nested, refuse_dry_run, tag_specifications,
+    Ec2Error, as_list, aws_regions, call_app, filters, moto_answer, numbered, parse_nested, refuse_dry_run, tag_specifications,
 )
 from .wire import ec2_response, error_response
 
@@ -136,6 +137,7 @@ class Ec2Extras:
             "ModifySnapshotTier": self._with_time(security.modify_tier),
             "RestoreSnapshotTier": self._with_time(security.restore_tier),
             "CreateVolume": self._with_time(security.refuse_archived_volume_source),
+            "DescribeVolumes": self.describe_volumes,
         }
 
     def handle(self, request, moto_app):
@@ -217,6 +219,20 @@ class Ec2Extras:
                 f"<optInStatus>{region['opt-in-status']}</optInStatus></item>"
             )
         return ec2_response(request.action, {"regionInfo": "".join(items)})
+
+    @staticmethod
+    def describe_volumes(request, backend, _moto_app):
+        """Let moto answer, unless ``MaxResults``/``NextToken`` ask for a page (``paging.py``)."""
+        paged = paging.page_request("DescribeVolumes", request.form)
+        if paged is None:
+            return None
+        refuse_dry_run(request)
+        try:
+            volumes = backend.describe_volumes(volume_ids=None, filters=filters(request.form))
+        except ServiceException as exc:
+            raise Ec2Error(exc.code, exc.message) from exc
+        volumes, token = paging.page(sorted(volumes, key=lambda volume: volume.id), "DescribeVolumes", paged)
+        return moto_answer("DescribeVolumes", dict({"Volumes": volumes}, **({"NextToken": token} if token else {})))
 
     # -- images and snapshots ------------------------------------------------------------------
     def describe_snapshots(self, request, _backend, _moto_app):

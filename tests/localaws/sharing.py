@@ -31,6 +31,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.utils import generic_filter
 from moto.kms.models import kms_backends
 
+from . import paging
 from .ebs_direct import find_kms_key_arn
 from .ec2_common import Ec2Error, filters, moto_answer, numbered, parse_nested, refuse_dry_run
 
@@ -175,7 +176,7 @@ def describe_snapshots(request, account_id):
     """DescribeSnapshots over every account of the region, as the API reference describes it.
 
     ``SnapshotIds``: an id that exists nowhere is ``InvalidSnapshot.NotFound``; one the caller cannot use
-    is left out. ``OwnerIds`` (``self`` = the caller) and ``RestorableByUserIds`` (``self``, ``all`` or
+    is left out; ``MaxResults`` / ``NextToken`` page the answer (``paging.py``). ``OwnerIds`` (``self`` = the caller) and ``RestorableByUserIds`` (``self``, ``all`` or
     account ids the caller shared its snapshots with) narrow the list; ``Filters`` as moto applies them.
     """
     refuse_dry_run(request)
@@ -194,7 +195,11 @@ def describe_snapshots(request, account_id):
     if users:
         snapshots = [snapshot for snapshot in snapshots if _matches_restorable(snapshot, account_id, users)]
     snapshots = generic_filter(filters(form), snapshots)
-    return moto_answer("DescribeSnapshots", {"Snapshots": snapshots})
+    paged = paging.page_request("DescribeSnapshots", form)
+    if paged is None:
+        return moto_answer("DescribeSnapshots", {"Snapshots": snapshots})
+    snapshots, token = paging.page(sorted(snapshots, key=lambda snapshot: snapshot.id), "DescribeSnapshots", paged)
+    return moto_answer("DescribeSnapshots", dict({"Snapshots": snapshots}, **({"NextToken": token} if token else {})))
 
 
 def _attribute(request, allowed=("createVolumePermission",)):

@@ -144,3 +144,25 @@ def test_archived_snapshot_refuses_create_volume_and_direct_reads_until_restored
     [described] = home.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
     assert described["StorageTier"] == "standard"
     assert error_code(home.restore_snapshot_tier, SnapshotId=snapshot_id, PermanentRestore=True) == "IncorrectState"
+
+
+def test_describe_snapshots_and_volumes_page_with_max_results(aws):
+    """EC2 API reference, DescribeSnapshots / DescribeVolumes: MaxResults 5-1000 / 5-500, NextToken, not with ids."""
+    home = aws.client("ec2", region=REGION)
+    made = {new_snapshot(home) for _ in range(7)}
+    seen, pages, token = [], 0, None
+    while True:
+        answer = home.describe_snapshots(OwnerIds=["self"], MaxResults=5, **({"NextToken": token} if token else {}))
+        seen += [s["SnapshotId"] for s in answer["Snapshots"]]
+        pages += 1
+        token = answer.get("NextToken")
+        if not token:
+            break
+    assert pages == 2 and sorted(seen) == sorted(made)
+    volumes = home.describe_volumes(MaxResults=5)
+    assert len(volumes["Volumes"]) == 5 and volumes["NextToken"]
+    rest = home.describe_volumes(MaxResults=5, NextToken=volumes["NextToken"])
+    assert len(rest["Volumes"]) == 2 and "NextToken" not in rest
+    assert len(home.describe_volumes()["Volumes"]) == 7  # without MaxResults: everything
+    assert error_code(home.describe_snapshots, SnapshotIds=[seen[0]], MaxResults=5) == "InvalidParameterCombination"
+    assert error_code(home.describe_volumes, MaxResults=4) == "InvalidParameterValue"
