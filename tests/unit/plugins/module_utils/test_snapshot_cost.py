@@ -1,0 +1,35 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+from datetime import datetime, timedelta, timezone
+
+from ansible_collections.blockwise.ebs.plugins.module_utils import snapshot_cost as core
+
+MIB_HALF = 524288
+
+
+def test_hand_computed_chain():
+    # S0 holds blocks 0-3; S1 rewrites 1 and adds 4; S2 rewrites 1 and 2 and drops 3.
+    changes = [({0, 1, 2, 3}, set()), ({1, 4}, set()), ({1, 2, 3}, {3})]
+    rows, total = core.chain_cost(["s0", "s1", "s2"], changes, standard_price=1.0, archive_price=0.5)
+    by_id = {row["snapshot_id"]: row for row in rows}
+    assert [by_id[s]["added_blocks"] for s in ("s0", "s1", "s2")] == [4, 2, 2]
+    # s0: of its blocks, s1 rewrote only 1; s1: s2 rewrote 1 (not 4); s2 (newest): all it added.
+    assert [by_id[s]["freed_if_deleted_blocks"] for s in ("s0", "s1", "s2")] == [1, 1, 2]
+    assert [by_id[s]["full_blocks"] for s in ("s0", "s1", "s2")] == [4, 5, 4]
+    assert by_id["s1"]["added_gib"] == round(2 * MIB_HALF / 2 ** 30, 6)
+    assert total["stored_blocks"] == 8
+    assert total["standard_monthly_cost"] == round(8 * MIB_HALF / 2 ** 30, 6)
+    assert by_id["s2"]["archive_monthly_cost"] == round(4 * MIB_HALF / 2 ** 30 * 0.5, 6)
+
+
+def test_single_snapshot_frees_everything_it_holds():
+    rows, total = core.chain_cost(["s0"], [({5, 6}, set())])
+    assert rows[0]["freed_if_deleted_blocks"] == 2 == rows[0]["full_blocks"]
+    assert total["standard_price_per_gib_month"] == core.STANDARD_PRICE and total["archive_minimum_days"] == 90
+
+
+def test_order_chain_oldest_first_and_skips_unfinished():
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    snaps = [{"SnapshotId": "b", "StartTime": now, "State": "completed"},
+             {"SnapshotId": "a", "StartTime": now - timedelta(days=1), "State": "completed"},
+             {"SnapshotId": "c", "StartTime": now, "State": "pending"}]
+    assert core.order_chain(snaps) == (["a", "b"], ["c"])
