@@ -50,8 +50,8 @@ options:
     default: []
   check_account_shares:
     description:
-      - Read each owned snapshot's C(createVolumePermission) (one C(ec2:DescribeSnapshotAttribute) per snapshot: EC2 has
-        no batched read of it) to evaluate C(snapshot-shared-outside).
+      - "Read each owned snapshot's C(createVolumePermission) (one C(ec2:DescribeSnapshotAttribute) per snapshot: EC2 has
+        no batched read of it) to evaluate C(snapshot-shared-outside)."
       - When V(false), that control is reported as C(not-checked), never as a pass, and the audit stays within a fixed
         number of describe calls per region.
     type: bool
