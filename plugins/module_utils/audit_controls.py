@@ -150,8 +150,11 @@ def orphan_ids(volumes, snapshots, image_snapshot_ids, policy_names):
 
 def sharing_rows(region, data, allowed_accounts):
     """``snapshot-public`` and ``snapshot-shared-outside``; the latter ``not-checked`` when shares were not read."""
-    public = data["public_snapshot_ids"]
-    rows = [row("snapshot-public", region, public, _gib(data["snapshots"], set(public), "VolumeSize"))]
+    public = set(data["public_snapshot_ids"])
+    latent = sorted(set(data.get("permission_public_ids") or []) - public)
+    public |= set(latent)
+    detail = {"hidden_by_block_public_access": latent} if latent else None
+    rows = [row("snapshot-public", region, public, _gib(data["snapshots"], public, "VolumeSize"), detail=detail)]
     shares = data.get("shares")
     if shares is None:
         rows.append(row("snapshot-shared-outside", region, status="not-checked",
@@ -171,6 +174,8 @@ def evaluate(region, data, policies, now, allowed_accounts=(), recent=timedelta(
     dict), ``image_snapshot_ids`` (set), ``public_snapshot_ids`` (list), ``shares`` (``{snapshot id:
     [account ids]}``, or None when not read), ``block_public_access`` (state), ``encryption_by_default``
     (bool). ``policies``: ``{name, target_tags, volume_ids, all_volumes, frequency, grace, timezone}``.
+    ``permission_public_ids`` (optional, read with the shares): snapshots whose permission lists ``all``, also those
+    that block public access hides now; they are public findings too (``detail.hidden_by_block_public_access``).
     ``recent``: how new a snapshot must be for a volume in no policy to count as covered.
     """
     volumes, snapshots = data["volumes"], data["snapshots"]

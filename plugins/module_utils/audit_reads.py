@@ -41,20 +41,27 @@ def read_region(ec2, read_shares=False, workers=4):
         "shares": None,
     }
     if read_shares:
-        data["shares"] = read_account_shares(ec2, [snap["SnapshotId"] for snap in snapshots], workers)
+        data["shares"], data["permission_public_ids"] = read_account_shares(ec2, [snap["SnapshotId"] for snap in snapshots], workers)
     return data
 
 
 def read_account_shares(ec2, snapshot_ids, workers):
-    """``{snapshot id: [account ids]}`` of the snapshots shared with accounts (one attribute read each)."""
+    """``({snapshot id: [account ids]}, [ids whose permission lists the group all])``, one attribute read per snapshot.
+
+    The group ``all`` stays in the permission while block public access (``block-all-sharing``) hides the snapshot
+    from other accounts: such snapshots turn public again when the block is lifted.
+    """
     def attribute(snapshot_id):
         answer = ec2.describe_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission", aws_retry=True)
-        return [p["UserId"] for p in answer.get("CreateVolumePermissions") or [] if "UserId" in p]
+        return answer.get("CreateVolumePermissions") or []
 
-    shares = {}
-    for snapshot_id, accounts, error in fleet.run_bounded(attribute, snapshot_ids, workers):
+    shares, public = {}, []
+    for snapshot_id, permissions, error in fleet.run_bounded(attribute, snapshot_ids, workers):
         if error is not None:
             raise error
+        accounts = [p["UserId"] for p in permissions if "UserId" in p]
         if accounts:
             shares[snapshot_id] = accounts
-    return shares
+        if any(p.get("Group") == "all" for p in permissions):
+            public.append(snapshot_id)
+    return shares, public

@@ -52,6 +52,8 @@ options:
     description:
       - "Read each owned snapshot's C(createVolumePermission) (one C(ec2:DescribeSnapshotAttribute) per snapshot: EC2 has
         no batched read of it) to evaluate C(snapshot-shared-outside)."
+      - It also finds snapshots whose permission still lists the group C(all) while block public access
+        (C(block-all-sharing)) hides them; C(snapshot-public) lists them under C(detail.hidden_by_block_public_access).
       - When V(false), that control is reported as C(not-checked), never as a pass, and the audit stays within a fixed
         number of describe calls per region.
     type: bool
