@@ -94,24 +94,9 @@ not_completed:
 """
 
 from ansible_collections.blockwise.ebs.plugins.module_utils import aws
+from ansible_collections.blockwise.ebs.plugins.module_utils import cost_reads
 from ansible_collections.blockwise.ebs.plugins.module_utils import fleet
 from ansible_collections.blockwise.ebs.plugins.module_utils import snapshot_cost as core
-from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.errors import TransferError
-from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.pipeline import PagedBlocks
-from ansible_collections.blockwise.ebs.plugins.module_utils.blocks.retry import Retrier
-
-
-def listing(ebs, first, second):
-    """``(changed, removed)`` block index sets from ``first`` (None: the oldest) to ``second``."""
-    retry = Retrier()
-    if first is None:
-        return {index for index, _token in PagedBlocks(ebs, retry, snapshot_id=second)}, set()
-    changed, removed = set(), set()
-    for index, _first_token, second_token in PagedBlocks(ebs, retry, first_snapshot_id=first, second_snapshot_id=second):
-        changed.add(index)
-        if second_token is None:
-            removed.add(index)
-    return changed, removed
 
 
 def read_chain(module):
@@ -148,13 +133,10 @@ def main():
         module.fail_json(msg="workers must be at least 1, got {0}".format(params["workers"]))
     chain, not_completed = core.order_chain(read_chain(module))
     ebs = aws.client(module, "ebs", workers=params["workers"])
-    pairs = [(chain[i - 1] if i else None, chain[i]) for i in range(len(chain))]
-    changes = []
-    for (first, second), result, error in fleet.run_bounded(lambda pair: listing(ebs, *pair), pairs, params["workers"]):
-        if error is not None:
-            text = error.msg if isinstance(error, TransferError) else str(error)
-            module.fail_json(msg="cannot list the blocks of {0}{1}: {2}".format(second, " since " + first if first else "", text))
-        changes.append(result)
+    try:
+        changes = cost_reads.read_changes(ebs, chain, params["workers"])
+    except cost_reads.ChainReadError as e:
+        module.fail_json(msg=str(e))
     rows, total = core.chain_cost(chain, changes, params["standard_price"], params["archive_price"])
     module.exit_json(changed=False, snapshots=rows, total=total, not_completed=not_completed)
 
