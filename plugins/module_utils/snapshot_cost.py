@@ -69,3 +69,30 @@ def order_chain(snapshots):
     """Completed snapshots oldest first (ties by id), and the ids of those left out because they are not completed."""
     done = sorted((s for s in snapshots if s.get("State") == "completed"), key=lambda s: (s["StartTime"], s["SnapshotId"]))
     return [s["SnapshotId"] for s in done], sorted(s["SnapshotId"] for s in snapshots if s.get("State") != "completed")
+
+
+def policy_chains(snapshots, policy_names, policy_tag="blockwise:policy", lineage_tag="blockwise:lineage"):
+    """``{policy: {disk: [snapshot ids oldest first]}}`` of the completed snapshots each policy made.
+
+    A disk is the ``blockwise:lineage`` tag when there is one (uploads and copies), else the volume id.
+    """
+    chains = {name: {} for name in policy_names}
+    for snap in snapshots:
+        tags = snap.get("tags") or {}
+        name = tags.get(policy_tag)
+        if name not in chains or snap.get("State") != "completed":
+            continue
+        disk = "lineage:" + tags[lineage_tag] if tags.get(lineage_tag) else snap.get("VolumeId")
+        chains[name].setdefault(disk, []).append(snap)
+    return {name: {disk: order_chain(items)[0] for disk, items in disks.items()} for name, disks in chains.items()}
+
+
+def policy_total(region, policy, totals, errors):
+    """One row of the audit's cost per policy from the ``total`` of each of its chains and the chains that failed."""
+    stored = sum(total["stored_blocks"] for total in totals)
+    row = {"region": region, "policy": policy, "chains": len(totals), "snapshots": sum(t["snapshots"] for t in totals),
+           "stored_gib": gib(stored),
+           "standard_monthly_cost": round(sum(t["standard_monthly_cost"] for t in totals), 6)}
+    if errors:
+        row["errors"] = errors
+    return row

@@ -63,14 +63,27 @@ options:
       - How new a snapshot must be for a volume in no policy to count as backed up, e.g. V(7d), V(36 hours).
     type: str
     default: 7d
+  cost:
+    description:
+      - "Also price each policy of O(policies) (RV(costs)) as M(blockwise.ebs.ebs_snapshot_cost_info) prices one chain: for
+        each disk, the snapshots tagged C(blockwise:policy) with the policy's name, oldest first, with one
+        C(ebs:ListChangedBlocks) per consecutive pair (C(ebs:ListSnapshotBlocks) for the oldest)."
+      - The numbers are upper bounds of the billed incremental sizes (changed 512 KiB blocks), not the bill.
+      - These EBS direct reads are outside the describe-call budget of the controls.
+    type: bool
+    default: false
+  standard_price:
+    description: Price of the standard snapshot tier per GiB-month used with O(cost) (AWS list price in us-east-1).
+    type: float
+    default: 0.05
   workers:
-    description: Concurrent attribute reads when O(check_account_shares=true).
+    description: Concurrent attribute reads when O(check_account_shares=true), and concurrent block listings with O(cost).
     type: int
     default: 4
 notes:
   - "IAM permissions: C(ec2:DescribeVolumes), C(ec2:DescribeSnapshots), C(ec2:DescribeImages), C(ec2:DescribeRegions),
-    C(ec2:GetSnapshotBlockPublicAccessState), C(ec2:GetEbsEncryptionByDefault), and C(ec2:DescribeSnapshotAttribute)
-    with O(check_account_shares=true)."
+    C(ec2:GetSnapshotBlockPublicAccessState), C(ec2:GetEbsEncryptionByDefault), C(ec2:DescribeSnapshotAttribute)
+    with O(check_account_shares=true), C(ebs:ListChangedBlocks) and C(ebs:ListSnapshotBlocks) with O(cost=true)."
   - Part of the C(group/blockwise.ebs.aws) action group for C(module_defaults). Supports check mode (it only reads).
 extends_documentation_fragment:
   - amazon.aws.common.modules
@@ -116,6 +129,14 @@ regions:
   returned: always
   type: dict
   sample: {eu-west-1: {failed: [snapshot-public], not_checked: [snapshot-shared-outside], compliant: false}}
+costs:
+  description:
+    - With O(cost), one row per region and policy, C(region), C(policy), C(chains) (disks), C(snapshots), C(stored_gib)
+      and C(standard_monthly_cost); C(errors) lists the chains that could not be read (for example one holding an archived
+      snapshot), which are then not counted.
+  returned: always
+  type: list
+  elements: dict
 failed_regions:
   description: Regions that could not be read.
   returned: always
@@ -128,8 +149,10 @@ from datetime import datetime, timezone
 from ansible_collections.blockwise.ebs.plugins.module_utils import audit_controls as core
 from ansible_collections.blockwise.ebs.plugins.module_utils import audit_reads
 from ansible_collections.blockwise.ebs.plugins.module_utils import aws
+from ansible_collections.blockwise.ebs.plugins.module_utils import cost_reads
 from ansible_collections.blockwise.ebs.plugins.module_utils import encryption
 from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
+from ansible_collections.blockwise.ebs.plugins.module_utils import snapshot_cost
 
 
 def checked_inputs(module, now):
@@ -145,6 +168,8 @@ def checked_inputs(module, now):
         encryption.validate_options("enabled", None, False, params["regions"])
     except (ValueError, encryption.EncryptionInputError) as e:
         module.fail_json(msg=str(e))
+    if params["standard_price"] < 0:
+        module.fail_json(msg="standard_price must not be negative, got {0}".format(params["standard_price"]))
     if params["workers"] < 1:
         module.fail_json(msg="workers must be at least 1, got {0}".format(params["workers"]))
     return policies, recent
@@ -163,6 +188,23 @@ def resolve_regions(module):
         module.fail_json(msg=str(e))
 
 
+def policy_costs(module, region, snapshots, policies):
+    """The cost rows of ``region``'s policies (``cost: true``)."""
+    ebs = aws.client(module, "ebs", region=region, workers=module.params["workers"])
+    rows = []
+    for name, disks in snapshot_cost.policy_chains(snapshots, [p["name"] for p in policies]).items():
+        totals, errors = [], []
+        for chain in disks.values():
+            try:
+                changes = cost_reads.read_changes(ebs, chain, module.params["workers"])
+            except cost_reads.ChainReadError as e:
+                errors.append(str(e))
+                continue
+            totals.append(snapshot_cost.chain_cost(chain, changes, module.params["standard_price"])[1])
+        rows.append(snapshot_cost.policy_total(region, name, totals, errors))
+    return rows
+
+
 def main():
     argument_spec = dict(
         regions=dict(type="list", elements="str"),
@@ -170,12 +212,14 @@ def main():
         allowed_share_accounts=dict(type="list", elements="str", default=[]),
         check_account_shares=dict(type="bool", default=False),
         recent_snapshot_age=dict(type="str", default="7d"),
+        cost=dict(type="bool", default=False),
+        standard_price=dict(type="float", default=snapshot_cost.STANDARD_PRICE),
         workers=dict(type="int", default=4),
     )
     module = aws.build_module(argument_spec)
     now = datetime.now(timezone.utc)
     policies, recent = checked_inputs(module, now)
-    findings, regions = [], {}
+    findings, regions, costs = [], {}, []
     for region in resolve_regions(module):
         ec2 = aws.client(module, "ec2", region=region, workers=module.params["workers"])
         try:
@@ -186,8 +230,10 @@ def main():
         rows = core.evaluate(region, data, policies, now, module.params["allowed_share_accounts"], recent)
         findings.extend(rows)
         regions[region] = core.summary(rows)
+        if module.params["cost"]:
+            costs.extend(policy_costs(module, region, data["snapshots"], policies))
     failed = [region for region, result in regions.items() if "error" in result]
-    module.exit_json(changed=False, findings=findings, regions=regions, failed_regions=failed)
+    module.exit_json(changed=False, findings=findings, regions=regions, costs=costs, failed_regions=failed)
 
 
 if __name__ == "__main__":

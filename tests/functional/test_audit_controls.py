@@ -141,3 +141,31 @@ def test_unreadable_region_is_reported_others_evaluated(aws, playbook):
     assert run.rc == 0, run
     assert res["failed_regions"] == ["eu-west-1"] and "UnauthorizedOperation" in res["regions"]["eu-west-1"]["error"]
     assert {row["region"] for row in res["findings"]} == {REGION}
+
+
+def test_cost_per_policy_matches_the_hand_computed_chains(aws, playbook):
+    from tests.localaws.blockdata import block, write_snapshot  # pylint: disable=import-outside-toplevel
+    ebs = aws.client("ebs", region=REGION)
+
+    def tags(lineage):
+        return [{"Key": "blockwise:policy", "Value": "daily"}, {"Key": "blockwise:lineage", "Value": lineage}]
+
+    s0 = write_snapshot(ebs, {0: block(1), 1: block(2)}, Tags=tags("disk-a"))
+    s1 = write_snapshot(ebs, {1: block(3), 2: block(4)}, ParentSnapshotId=s0, Tags=tags("disk-a"))
+    write_snapshot(ebs, {0: block(5), 5: block(6), 9: block(7)}, Tags=tags("disk-b"))
+    archived = write_snapshot(ebs, {0: block(8)}, Tags=tags("disk-c"))
+    aws.client("ec2", region=REGION).modify_snapshot_tier(SnapshotId=archived, StorageTier="archive")
+    now = datetime.now(timezone.utc)
+    aws.backdate_snapshot(s0, now - timedelta(days=2))
+    aws.backdate_snapshot(s1, now - timedelta(days=1))
+    aws.reset_counters()
+    run = playbook([task(policies=[POLICY], cost=True, standard_price=1.0)], check=True)
+    res = run.result("controls")
+    assert run.rc == 0, run
+    [row] = res["costs"]
+    assert row["policy"] == "daily" and row["region"] == REGION
+    assert row["chains"] == 2 and row["snapshots"] == 3  # the archived chain is not counted...
+    assert row["stored_gib"] == round(7 * 524288 / 2 ** 30, 6)
+    assert row["standard_monthly_cost"] == pytest.approx(7 * 524288 / 2 ** 30, abs=1e-5)
+    assert len(row["errors"]) == 1 and archived in row["errors"][0]  # ...and says why
+    assert aws.mutating_calls() == {}

@@ -31,11 +31,14 @@ def test_required_controls_all_and_account_shares(aws, playbook_file, tmp_path):
     volume = ec2.create_volume(Size=1, AvailabilityZone=REGION + "a")["VolumeId"]
     shared = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
     ec2.modify_snapshot_attribute(SnapshotId=shared, Attribute="createVolumePermission", OperationType="add", UserIds=["333333333333"])
-    out = playbook_file("audit", {"regions": [REGION], "policies": [], "report_dir": str(tmp_path),
+    out = playbook_file("audit", {"regions": [REGION], "report_dir": str(tmp_path),
                                   "audit_check_account_shares": True, "audit_allowed_share_accounts": ["210987654321"],
-                                  "audit_required_controls": ["all"]})
+                                  "audit_required_controls": ["all"], "audit_cost": True,
+                                  "policies": [{"name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d"}]})
     assert out.rc == 0, out
     region = json.loads((tmp_path / "audit.json").read_text())["regions"][REGION]
     rows = {row["control"]: row for row in region["controls"]}
     assert rows["snapshot-shared-outside"]["detail"] == {shared: ["333333333333"]}
     assert region["controls_not_checked"] == [] and region["compliant"] is False
+    assert region["policy_costs"] == [{"region": REGION, "policy": "daily", "chains": 0, "snapshots": 0, "stored_gib": 0.0,
+                                       "standard_monthly_cost": 0.0}]

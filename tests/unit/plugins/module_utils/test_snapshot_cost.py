@@ -33,3 +33,24 @@ def test_order_chain_oldest_first_and_skips_unfinished():
              {"SnapshotId": "a", "StartTime": now - timedelta(days=1), "State": "completed"},
              {"SnapshotId": "c", "StartTime": now, "State": "pending"}]
     assert core.order_chain(snaps) == (["a", "b"], ["c"])
+
+
+def test_policy_chains_group_by_lineage_or_volume_and_skip_others():
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def snap(snapshot_id, volume, days, policy="daily", lineage=None, state="completed"):
+        tags = {"blockwise:policy": policy}
+        if lineage:
+            tags["blockwise:lineage"] = lineage
+        return {"SnapshotId": snapshot_id, "VolumeId": volume, "StartTime": now - timedelta(days=days), "State": state, "tags": tags}
+
+    snaps = [snap("a2", "vol-1", 1), snap("a1", "vol-1", 2), snap("b1", "vol-ffffffff", 1, lineage="disk"),
+             snap("c1", "vol-2", 1, policy="other"), snap("d1", "vol-1", 0, state="pending")]
+    assert core.policy_chains(snaps, ["daily"]) == {"daily": {"vol-1": ["a1", "a2"], "lineage:disk": ["b1"]}}
+
+
+def test_policy_total_sums_chains_and_keeps_errors():
+    totals = [core.chain_cost(["x"], [({1, 2}, set())], standard_price=1.0)[1], core.chain_cost(["y"], [({3}, set())], standard_price=1.0)[1]]
+    row = core.policy_total("eu-west-1", "daily", totals, ["cannot list y"])
+    assert row["chains"] == 2 and row["snapshots"] == 2 and row["stored_gib"] == core.gib(3)
+    assert row["errors"] == ["cannot list y"]
