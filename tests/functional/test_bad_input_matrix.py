@@ -372,6 +372,50 @@ SETUP = {
 }
 
 
+# ---------------------------------------------------------------------- security and cost (issue 13)
+
+def setup_nothing(aws, workdir):
+    del aws, workdir
+    return {}
+
+
+def bpa(name, args, expect, bug=None):
+    return Case("ebs_snapshot_block_public_access", name, args, expect, bug)
+
+
+def ctl(name, args, expect, bug=None):
+    return Case("ebs_audit_controls_info", name, args, expect, bug)
+
+
+def cost(name, args, expect, bug=None):
+    return Case("ebs_snapshot_cost_info", name, args, expect, bug)
+
+
+CASES += [
+    bpa("state not a choice", {"state": "blocked"}, ["state", "blocked"]),
+    bpa("regions empty list", {"regions": []}, ["regions", "empty"]),
+    bpa("regions all mixed with names", {"regions": ["all", "us-east-1"]}, ["regions", "'all'", "us-east-1"]),
+    bpa("regions malformed name", {"regions": ["us_east_1"]}, ["regions", "us_east_1"]),
+    bpa("module region that does not exist", {"region": NO_REGION}, ["region", NO_REGION]),
+    ctl("policy without a name", {"policies": [{"target_tags": {"backup": "daily"}}]}, ["policies[0]", "name"]),
+    ctl("policy frequency unparsable", {"policies": [{"name": "p", "frequency": "often"}]}, ["policies[0]", "often"]),
+    ctl("allowed account malformed", {"allowed_share_accounts": ["12345"]}, ["allowed_share_accounts", "'12345'"]),
+    ctl("recent_snapshot_age unparsable", {"recent_snapshot_age": "soon"}, ["recent_snapshot_age", "soon"]),
+    ctl("workers zero", {"workers": 0}, ["workers", "got 0"]),
+    cost("no chain", {}, ["volume_id", "snapshot_ids"]),
+    cost("volume and snapshots", {"volume_id": UNKNOWN_VOLUME, "snapshot_ids": [UNKNOWN_SNAPSHOT]}, ["volume_id", "snapshot_ids"]),
+    cost("snapshot that does not exist", {"snapshot_ids": [UNKNOWN_SNAPSHOT]}, ["snapshot_ids", UNKNOWN_SNAPSHOT]),
+    cost("negative price", {"volume_id": UNKNOWN_VOLUME, "standard_price": -1}, ["standard_price", "-1"]),
+    cost("workers zero", {"volume_id": UNKNOWN_VOLUME, "workers": 0}, ["workers", "got 0"]),
+]
+
+SETUP.update({
+    "ebs_snapshot_block_public_access": setup_nothing,
+    "ebs_audit_controls_info": setup_nothing,
+    "ebs_snapshot_cost_info": setup_nothing,
+})
+
+
 # ------------------------------------------------------------------------------------------ runner
 
 def counters_task(endpoint_url, name):
@@ -497,3 +541,4 @@ def test_matrix_covers_every_module():
     assert all(count >= 4 for count in counts.values()), "add bad-input cases for {0}".format(
         [module for module, count in counts.items() if count < 4])
     assert len(CASES) >= 40
+

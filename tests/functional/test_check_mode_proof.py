@@ -196,3 +196,19 @@ def test_every_module_and_playbook_writes_nothing_in_check_mode(aws, playbook, t
             problems.append("playbook {0} failed in check mode (rc={1}): {2} {3} {4}".format(name, out.rc, failed, messages, out.stderr[-1500:]))
 
     assert not problems, "\n".join(problems)
+
+
+# Security and cost modules (issue 13).
+MODULE_CASES.update({
+    "ebs_snapshot_block_public_access": lambda c: [
+        ("block all sharing in two regions", {"regions": REGIONS, "state": "block-all-sharing"}, True),
+        ("every region, block new sharing", {"regions": ["all"], "state": "block-new-sharing"}, True),
+    ],
+    "ebs_audit_controls_info": lambda c: [
+        ("controls with account shares", {"regions": REGIONS, "check_account_shares": True,
+                                          "policies": [{"name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d"}]}, False),
+    ],
+    "ebs_snapshot_cost_info": lambda c: [
+        ("chain of two uploads", {"snapshot_ids": [c["child"], c["parent"]]}, False),
+    ],
+})

@@ -27,7 +27,7 @@ import os
 import re
 import threading
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import NamedTuple
 
 from moto.ec2.models import ec2_backends
@@ -230,6 +230,10 @@ class EbsDirect:
         snapshot = self.snapshot(backend, snapshot_id)
         if snapshot.status != "completed":
             raise validation(f"The snapshot '{snapshot_id}' is {snapshot.status}; only completed snapshots can be read.", "INVALID_SNAPSHOT_ID")
+        now = datetime.fromtimestamp(self.now(), timezone.utc).replace(tzinfo=None)
+        if getattr(snapshot, "storage_tier", "standard") == "archive" and not (snapshot.restore_expiry_time and snapshot.restore_expiry_time > now):
+            # EBS user guide, "Archive Amazon EBS snapshots": archived snapshots cannot be used with the EBS direct APIs.
+            raise validation(f"The snapshot '{snapshot_id}' is in the archive tier; restore it before reading it.", "INVALID_SNAPSHOT_ID")
         return snapshot
 
     # -- StartSnapshot -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 - Get/Modify/ResetEbsDefaultKmsKeyId, per region, on moto's own ``default_kms_key_id`` so that
   CreateVolume and StartSnapshot use the same key; answers are key ARNs.
+- DescribeVolumes and DescribeSnapshots page with MaxResults / NextToken (``paging.py``).
 - DescribeRegions: the AWS region list with opt-in status; without ``AllRegions`` only the regions
   enabled by default are listed.
 - RegisterImage keeps the BlockDeviceMappings it was given; CreateImage snapshots every attached
@@ -12,10 +13,13 @@
 - Snapshots across accounts (``sharing.py``): DescribeSnapshots, Describe/Modify/ResetSnapshotAttribute;
   DeleteSnapshot, CreateTags and DeleteTags on a snapshot another account shared are refused.
 - CopySnapshot across regions and accounts, pending then completed, with its quota (``copies.py``).
+- Block public access for snapshots (Get/Enable/DisableSnapshotBlockPublicAccess) and the archive tier
+  (ModifySnapshotTier, RestoreSnapshotTier, CreateVolume refusing an archived snapshot) (``security.py``).
 """
 
 import re
-from datetime import timezone
+import time
+from datetime import datetime, timezone
 from xml.sax.saxutils import escape
 
 from moto.core.exceptions import ServiceException
@@ -24,10 +28,10 @@ from moto.ec2.models.amis import Ami
 from moto.ec2.models.elastic_block_store import Snapshot
 from moto.ec2.utils import random_snapshot_id
 
-from . import sharing
+from . import paging, security, sharing
 from .ebs_direct import DetachedVolume, default_kms_key_arn, find_kms_key_arn
 from .ec2_common import (  # noqa: F401  pylint: disable=unused-import  (re-exported: older imports use this module)
-    Ec2Error, as_list, aws_regions, call_app, moto_answer, numbered, parse_nested, refuse_dry_run, tag_specifications,
+    Ec2Error, as_list, aws_regions, call_app, filters, moto_answer, numbered, parse_nested, refuse_dry_run, tag_specifications,
 )
 from .wire import ec2_response, error_response
 
@@ -106,9 +110,10 @@ def _snapshot_info_xml(snapshot, tags):
 class Ec2Extras:
     """Intercepts the EC2 actions listed in the module docstring; others go to moto untouched."""
 
-    def __init__(self, account_for, copies):
+    def __init__(self, account_for, copies, clock=time.time):
         self._account_for = account_for
         self._copies = copies
+        self._clock = clock
         self._handlers = {
             "GetEbsDefaultKmsKeyId": self.get_ebs_default_kms_key_id,
             "ModifyEbsDefaultKmsKeyId": self.modify_ebs_default_kms_key_id,
@@ -126,6 +131,13 @@ class Ec2Extras:
             "CreateSnapshots": self.create_snapshots,
             "RegisterImage": self.register_image,
             "CreateImage": self.create_image,
+            "GetSnapshotBlockPublicAccessState": self._for_caller(security.get_state),
+            "EnableSnapshotBlockPublicAccess": self._for_caller(security.enable),
+            "DisableSnapshotBlockPublicAccess": self._for_caller(security.disable),
+            "ModifySnapshotTier": self._with_time(security.modify_tier),
+            "RestoreSnapshotTier": self._with_time(security.restore_tier),
+            "CreateVolume": self._with_time(security.refuse_archived_volume_source),
+            "DescribeVolumes": self.describe_volumes,
         }
 
     def handle(self, request, moto_app):
@@ -142,6 +154,13 @@ class Ec2Extras:
     def _for_caller(self, handler):
         """A handler ``(request, account id)`` as an Ec2Extras handler."""
         return lambda request, _backend, _moto_app: handler(request, self._account_for(request))
+
+    def _with_time(self, handler):
+        """A handler ``(request, account id, now)`` (now: the endpoint's clock, naive UTC as moto keeps it)."""
+        def run(request, _backend, _moto_app):
+            now = datetime.fromtimestamp(self._clock(), timezone.utc).replace(tzinfo=None)
+            return handler(request, self._account_for(request), now)
+        return run
 
     # -- default KMS key -----------------------------------------------------------------------
     _refuse_dry_run = staticmethod(refuse_dry_run)
@@ -200,6 +219,20 @@ class Ec2Extras:
                 f"<optInStatus>{region['opt-in-status']}</optInStatus></item>"
             )
         return ec2_response(request.action, {"regionInfo": "".join(items)})
+
+    @staticmethod
+    def describe_volumes(request, backend, _moto_app):
+        """Let moto answer, unless ``MaxResults``/``NextToken`` ask for a page (``paging.py``)."""
+        paged = paging.page_request("DescribeVolumes", request.form)
+        if paged is None:
+            return None
+        refuse_dry_run(request)
+        try:
+            volumes = backend.describe_volumes(volume_ids=None, filters=filters(request.form))
+        except ServiceException as exc:
+            raise Ec2Error(exc.code, exc.message) from exc
+        volumes, token = paging.page(sorted(volumes, key=lambda volume: volume.id), "DescribeVolumes", paged)
+        return moto_answer("DescribeVolumes", dict({"Volumes": volumes}, **({"NextToken": token} if token else {})))
 
     # -- images and snapshots ------------------------------------------------------------------
     def describe_snapshots(self, request, _backend, _moto_app):

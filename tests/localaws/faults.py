@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 MUTATING_PREFIXES = (
     "Create", "Delete", "Put", "Start", "Complete", "Modify", "Enable", "Disable", "Reset", "Register",
-    "Deregister", "Copy", "Attach", "Detach", "Run", "Terminate", "Stop", "Publish",
+    "Deregister", "Copy", "Attach", "Detach", "Run", "Terminate", "Stop", "Publish", "Restore",
 )
 
 

@@ -61,7 +61,7 @@ class FidelityMiddleware:
         self.faults = FaultInjector()
         self.ebs = EbsDirect(account_for)
         self.copies = CopyModel(clock=self.ebs.now)
-        self.ec2 = Ec2Extras(account_for, self.copies)
+        self.ec2 = Ec2Extras(account_for, self.copies, clock=self.ebs.now)
         self.clock = ServerClock()
         self.control = ControlAPI(counters=self.counters, faults=self.faults, ebs=self.ebs, clock=self.clock, reset=self.reset,
                                   copies=self.copies)

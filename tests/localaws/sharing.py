@@ -31,10 +31,14 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.utils import generic_filter
 from moto.kms.models import kms_backends
 
+from . import paging
 from .ebs_direct import find_kms_key_arn
 from .ec2_common import Ec2Error, filters, moto_answer, numbered, parse_nested, refuse_dry_run
 
 PUBLIC = "all"
+UNBLOCKED = "unblocked"
+BLOCK_ALL_SHARING = "block-all-sharing"
+_BLOCK_PUBLIC_ACCESS_ATTR = "_localaws_snapshot_block_public_access"  # on moto's backend: moto's reset wipes it
 MAX_MODIFICATIONS = 500
 AWS_MANAGED_EBS_ALIAS = "alias/aws/ebs"
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
@@ -59,10 +63,31 @@ def find_snapshot(region, snapshot_id):
     return None
 
 
+def block_public_access_state(account_id, region):
+    """The account's "block public access for snapshots" state in ``region`` (``unblocked`` until enabled)."""
+    return getattr(ec2_backends[account_id][region], _BLOCK_PUBLIC_ACCESS_ATTR, UNBLOCKED)
+
+
+def set_block_public_access_state(account_id, region, state):
+    """Record the account's block public access state in ``region``; returns it."""
+    setattr(ec2_backends[account_id][region], _BLOCK_PUBLIC_ACCESS_ATTR, state)
+    return state
+
+
+def publicly_shared(snapshot):
+    """True when the group ``all`` makes the snapshot usable by every account.
+
+    ``block-all-sharing`` in the owner's account and region hides it although the attribute still lists ``all``.
+    """
+    if PUBLIC not in snapshot.create_volume_permission_groups:
+        return False
+    return block_public_access_state(snapshot.owner_id, snapshot.ec2_backend.region_name) != BLOCK_ALL_SHARING
+
+
 def restorable_by(snapshot, account_id):
     """True when ``account_id`` may use the snapshot: owner, explicit permission, or public."""
     return (snapshot.owner_id == account_id or account_id in snapshot.create_volume_permission_userids
-            or PUBLIC in snapshot.create_volume_permission_groups)
+            or publicly_shared(snapshot))
 
 
 def visible_snapshot(account_id, region, snapshot_id):
@@ -140,7 +165,7 @@ def _matches_restorable(snapshot, account_id, users):
     for user in users:
         if user in ("self", account_id) and (owner or account_id in snapshot.create_volume_permission_userids):
             return True
-        if user == PUBLIC and PUBLIC in snapshot.create_volume_permission_groups:
+        if user == PUBLIC and publicly_shared(snapshot):
             return True
         if owner and user in snapshot.create_volume_permission_userids:
             return True
@@ -151,7 +176,7 @@ def describe_snapshots(request, account_id):
     """DescribeSnapshots over every account of the region, as the API reference describes it.
 
     ``SnapshotIds``: an id that exists nowhere is ``InvalidSnapshot.NotFound``; one the caller cannot use
-    is left out. ``OwnerIds`` (``self`` = the caller) and ``RestorableByUserIds`` (``self``, ``all`` or
+    is left out; ``MaxResults`` / ``NextToken`` page the answer (``paging.py``). ``OwnerIds`` (``self`` = the caller) and ``RestorableByUserIds`` (``self``, ``all`` or
     account ids the caller shared its snapshots with) narrow the list; ``Filters`` as moto applies them.
     """
     refuse_dry_run(request)
@@ -170,7 +195,11 @@ def describe_snapshots(request, account_id):
     if users:
         snapshots = [snapshot for snapshot in snapshots if _matches_restorable(snapshot, account_id, users)]
     snapshots = generic_filter(filters(form), snapshots)
-    return moto_answer("DescribeSnapshots", {"Snapshots": snapshots})
+    paged = paging.page_request("DescribeSnapshots", form)
+    if paged is None:
+        return moto_answer("DescribeSnapshots", {"Snapshots": snapshots})
+    snapshots, token = paging.page(sorted(snapshots, key=lambda snapshot: snapshot.id), "DescribeSnapshots", paged)
+    return moto_answer("DescribeSnapshots", dict({"Snapshots": snapshots}, **({"NextToken": token} if token else {})))
 
 
 def _attribute(request, allowed=("createVolumePermission",)):
@@ -225,6 +254,10 @@ def _check_changes(snapshot, operation, users, groups):
     for group in groups:
         if group != PUBLIC:
             raise Ec2Error("InvalidParameterValue", f"Value ({group}) for parameter Group is invalid. The only group is 'all'.")
+    state = block_public_access_state(snapshot.owner_id, snapshot.ec2_backend.region_name)
+    if operation == "add" and groups and state != UNBLOCKED:
+        # The API reference names no error code for this refusal: callers must not rely on it.
+        raise Ec2Error("OperationNotPermitted", f"Public sharing of snapshots is blocked in this Region (block public access for snapshots: {state}).")
     if operation != "add" or not snapshot.encrypted:
         return
     if groups:
