@@ -350,8 +350,8 @@ def sparse_download_section(report, aws, put, sparse, workdir, workers):
     wall, _cpu, rss, got = run_get(snapshot_id, workdir / "sparse-restored.raw", workers, aws.endpoint_url, workdir)
     report.row("download of the sparse snapshot: time", wall, "s")
     report.row("peak RSS of the sparse download (module process)", rss, "MiB", "<= 150 MiB", rss <= 150)
-    report.note("sparse download fetched {0} blocks of a {1} GiB volume".format(got["blocks_fetched"],
-                                                                               got["volume_size"]))
+    report.note("sparse download fetched {0} blocks of a {1} GiB volume".format(
+        got["blocks_fetched"], got["volume_size"]))
     os.unlink(str(workdir / "sparse-restored.raw"))
 
 

@@ -163,7 +163,7 @@ def sharing_rows(region, data, allowed_accounts):
     allowed = set(allowed_accounts or [])
     outside = {snap_id: sorted(set(accounts) - allowed) for snap_id, accounts in shares.items() if set(accounts) - allowed}
     rows.append(row("snapshot-shared-outside", region, outside, _gib(data["snapshots"], set(outside), "VolumeSize"),
-                    detail={snap_id: accounts for snap_id, accounts in sorted(outside.items())}))
+                    detail=dict(sorted(outside.items()))))
     return rows
 
 

@@ -116,7 +116,7 @@ findings:
   elements: dict
   contains:
     control: {description: The stable control id., type: str, sample: snapshot-public}
-    fsbp: {description: The corresponding AWS Foundational Security Best Practices control, or null., type: str, sample: EC2.1}
+    fsbp: {description: "The corresponding AWS Foundational Security Best Practices control, or null.", type: str, sample: EC2.1}
     description: {description: What a finding of this control is., type: str}
     region: {description: The region., type: str}
     status: {description: "V(pass), V(fail) or V(not-checked).", type: str}

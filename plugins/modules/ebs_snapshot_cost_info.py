@@ -81,7 +81,7 @@ snapshots:
     full_blocks: {description: Every block with data in the snapshot., type: int}
     full_gib: {description: The same in GiB (its size in the archive tier)., type: float}
     standard_monthly_cost: {description: C(added_gib) times O(standard_price)., type: float}
-    archive_monthly_cost: {description: C(full_gib) times O(archive_price), if it alone were archived., type: float}
+    archive_monthly_cost: {description: "C(full_gib) times O(archive_price), if it alone were archived.", type: float}
 total:
   description: The chain's stored blocks, GiB and monthly cost in the standard tier, with the prices used.
   returned: always

@@ -141,8 +141,8 @@ def _read_only_dir(small_fs):
     return point
 
 
-def test_put_manifest_on_a_read_only_file_system_is_refused_before_any_aws_write(aws, playbook, tmp_path,
-                                                                               small_fs):
+def test_put_manifest_on_a_read_only_file_system_is_refused_before_any_aws_write(
+        aws, playbook, tmp_path, small_fs):
     img = write_image(tmp_path / "disk.raw", 3 * BS, random_blocks(range(3), seed=SEED + 4))
     ro = _read_only_dir(small_fs)
     aws.reset_counters()
@@ -152,8 +152,8 @@ def test_put_manifest_on_a_read_only_file_system_is_refused_before_any_aws_write
     assert all_snapshots(aws) == []
 
 
-def test_get_manifest_on_a_read_only_file_system_is_refused_before_dest_is_replaced(aws, playbook, tmp_path,
-                                                                                  small_fs):
+def test_get_manifest_on_a_read_only_file_system_is_refused_before_dest_is_replaced(
+        aws, playbook, tmp_path, small_fs):
     img = write_image(tmp_path / "disk.raw", 3 * BS, random_blocks(range(3), seed=SEED + 5))
     snap = ok(playbook([put_task(aws, src=img, state_dir=str(tmp_path / "state"))]), "put")["snapshot_id"]
     dest = tmp_path / "dest.raw"

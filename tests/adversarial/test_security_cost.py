@@ -45,7 +45,7 @@ def test_unblocking_in_check_mode_does_not_expose_anything(aws, playbook):
 
 def test_throttled_audit_still_reports_every_control(aws, playbook):
     ec2 = aws.client("ec2", region=REGION)
-    for _ in range(3):
+    for _round in range(3):
         public_snapshot(ec2)
     aws.reset_counters()
     aws.set_faults(throttle_rate=0.3, error_rate=0.05, seed=11, services=["ec2"])

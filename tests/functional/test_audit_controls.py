@@ -108,7 +108,7 @@ def test_volume_in_no_policy_without_recent_snapshot(aws, playbook):
 
 def test_describe_calls_are_batched(aws, playbook):
     ec2 = aws.client("ec2", region=REGION)
-    for _ in range(12):
+    for _round in range(12):
         snapshot(ec2, volume(ec2))
     aws.reset_counters()
     run = playbook([task(policies=[POLICY])], check=True)

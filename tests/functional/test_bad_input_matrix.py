@@ -541,4 +541,3 @@ def test_matrix_covers_every_module():
     assert all(count >= 4 for count in counts.values()), "add bad-input cases for {0}".format(
         [module for module, count in counts.items() if count < 4])
     assert len(CASES) >= 40
-

@@ -87,10 +87,12 @@ MODULE_CASES = {
         ("circuit breaker in check mode", {"policy": "daily", "retention": {"keep_last": 1}, "max_deletions": 1, "_fails": True}, False),
     ],
     "ebs_snapshot_copy": lambda c: [
-        ("policy into another region, waiting", {"region": "eu-west-1", "source_region": "us-east-1", "policy": "daily",
-                                                  "kms_key_id": KMS_ALIAS, "wait": True, "wait_timeout": 60}, True),
-        ("newest per volume, quota of 2", {"region": "eu-west-1", "source_region": "us-east-1", "policy": "daily", "latest_only": True,
-                                            "max_in_flight": 2}, True),
+        ("policy into another region, waiting",
+         {"region": "eu-west-1", "source_region": "us-east-1", "policy": "daily", "kms_key_id": KMS_ALIAS, "wait": True,
+          "wait_timeout": 60}, True),
+        ("newest per volume, quota of 2",
+         {"region": "eu-west-1", "source_region": "us-east-1", "policy": "daily", "latest_only": True, "max_in_flight": 2},
+         True),
     ],
     "ebs_snapshot_share": lambda c: [
         ("share with an account", {"policy": "daily", "account_ids": ["210987654321"]}, True),

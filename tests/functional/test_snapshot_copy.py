@@ -330,8 +330,8 @@ def test_a_source_still_shared_with_a_copy_account_is_protected(aws, playbook):
     ids = made[next(iter(made))]
     for age, snapshot_id in enumerate(reversed(ids)):
         aws.backdate_snapshot(snapshot_id, datetime.now(timezone.utc) - timedelta(days=age + 1), region=HOME)
-    aws.client("ec2", region=HOME).modify_snapshot_attribute(SnapshotId=ids[0], Attribute="createVolumePermission",
-                                                              OperationType="add", UserIds=["210987654321"])
+    aws.client("ec2", region=HOME).modify_snapshot_attribute(
+        SnapshotId=ids[0], Attribute="createVolumePermission", OperationType="add", UserIds=["210987654321"])
     res = playbook([prune_task("prune", retention={"keep_last": 1}, copy_accounts=["210987654321"])]).result("prune")
     assert not res.get("failed"), res
     assert [(item["snapshot_id"], item["reasons"]) for item in res["protected"]] == [(ids[0], ["copy-shared:210987654321"])]

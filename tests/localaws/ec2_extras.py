@@ -30,7 +30,8 @@ from moto.ec2.utils import random_snapshot_id
 
 from . import paging, security, sharing
 from .ebs_direct import DetachedVolume, default_kms_key_arn, find_kms_key_arn
-from .ec2_common import (  # noqa: F401  pylint: disable=unused-import  (re-exported: older imports use this module)
+# Re-exported: older imports use this module.
+from .ec2_common import (  # noqa: F401  pylint: disable=unused-import
     Ec2Error, as_list, aws_regions, call_app, filters, moto_answer, numbered, parse_nested, refuse_dry_run, tag_specifications,
 )
 from .wire import ec2_response, error_response

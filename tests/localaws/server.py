@@ -65,7 +65,8 @@ class ConnectionCounter:
 
 def _tls_files(host, workdir):
     """``(certificate chain path, key path, CA bundle path)`` of a test CA and a certificate for ``host``."""
-    import trustme  # pylint: disable=import-outside-toplevel  (only HTTPS endpoints need it)
+    # Only HTTPS endpoints need it.
+    import trustme  # pylint: disable=import-outside-toplevel
 
     ca = trustme.CA()
     cert = ca.issue_cert(host, "localhost", "127.0.0.1")

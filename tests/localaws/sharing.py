@@ -176,7 +176,8 @@ def describe_snapshots(request, account_id):
     """DescribeSnapshots over every account of the region, as the API reference describes it.
 
     ``SnapshotIds``: an id that exists nowhere is ``InvalidSnapshot.NotFound``; one the caller cannot use
-    is left out; ``MaxResults`` / ``NextToken`` page the answer (``paging.py``). ``OwnerIds`` (``self`` = the caller) and ``RestorableByUserIds`` (``self``, ``all`` or
+    is left out; ``MaxResults`` / ``NextToken`` page the answer (``paging.py``). ``OwnerIds`` (``self`` = the caller)
+    and ``RestorableByUserIds`` (``self``, ``all`` or
     account ids the caller shared its snapshots with) narrow the list; ``Filters`` as moto applies them.
     """
     refuse_dry_run(request)

@@ -256,8 +256,9 @@ def test_progress_of_an_ec2_snapshot(aws):
     ec2 = aws.client("ec2")
     volume = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
     snapshot_id = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
-    assert aws.snapshot_progress(snapshot_id) == {"snapshot_id": snapshot_id, "status": "completed", "progress": 100, "blocks_written": 0, "direct": False,
-                                                "copy": False}
+    assert aws.snapshot_progress(snapshot_id) == {
+        "snapshot_id": snapshot_id, "status": "completed", "progress": 100, "blocks_written": 0, "direct": False,
+        "copy": False}
 
 
 def test_reset_wipes_all_state(aws):

@@ -174,8 +174,9 @@ def test_dry_run_copies_nothing(aws, source_ec2, dest_ec2):
 def blocks_of(ebs, snapshot_id):
     """``{index: bytes}`` of a snapshot through ListSnapshotBlocks and GetSnapshotBlock."""
     listing = ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]
-    return {item["BlockIndex"]: ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=item["BlockIndex"],
-                                                        BlockToken=item["BlockToken"])["BlockData"].read() for item in listing}
+    return {item["BlockIndex"]: ebs.get_snapshot_block(
+        SnapshotId=snapshot_id, BlockIndex=item["BlockIndex"], BlockToken=item["BlockToken"])["BlockData"].read()
+        for item in listing}
 
 
 @pytest.mark.parametrize("made_by", ["ebs-direct", "create-snapshot"])
@@ -286,7 +287,7 @@ def test_kms_key_needs_encrypted_true(aws, source_ec2, dest_ec2):
 
 def test_twenty_first_pending_copy_is_refused(aws, source_ec2, dest_ec2):
     """"There is a limit of 20 concurrent snapshot copy requests per destination ... ResourceLimitExceeded"."""
-    sources = [ec2_snapshot(source_ec2, size=1) for _ in range(22)]
+    sources = [ec2_snapshot(source_ec2, size=1) for _index in range(22)]
     copies = [copy(dest_ec2, source) for source in sources[:20]]
     assert error_of(copy, dest_ec2=dest_ec2, snapshot_id=sources[20]) == (
         400, "ResourceLimitExceeded", "Too many snapshot copies in progress. The limit is 20 for this destination region.")
@@ -303,7 +304,7 @@ def test_twenty_first_pending_copy_is_refused(aws, source_ec2, dest_ec2):
 
 def test_quota_is_per_account_and_settable(aws, source_ec2):
     aws.set_copy_limit(2)
-    sources = [ec2_snapshot(source_ec2, size=1) for _ in range(3)]
+    sources = [ec2_snapshot(source_ec2, size=1) for _index in range(3)]
     dest_home = aws.client("ec2", region=DEST)
     for source in sources[:2]:
         copy(dest_home, source)

@@ -86,7 +86,10 @@ def test_block_all_sharing_hides_already_public_snapshots_block_new_does_not(aws
     other = aws.client("ec2", region=REGION, account_id=OTHER)
     snapshot_id = new_snapshot(home)
     make_public(home, snapshot_id)
-    visible = lambda: {s["SnapshotId"] for s in other.describe_snapshots(RestorableByUserIds=["all"])["Snapshots"]}  # noqa: E731
+
+    def visible():
+        return {s["SnapshotId"] for s in other.describe_snapshots(RestorableByUserIds=["all"])["Snapshots"]}
+
     assert snapshot_id in visible()
     home.enable_snapshot_block_public_access(State="block-new-sharing")
     assert snapshot_id in visible()
@@ -149,7 +152,7 @@ def test_archived_snapshot_refuses_create_volume_and_direct_reads_until_restored
 def test_describe_snapshots_and_volumes_page_with_max_results(aws):
     """EC2 API reference, DescribeSnapshots / DescribeVolumes: MaxResults 5-1000 / 5-500, NextToken, not with ids."""
     home = aws.client("ec2", region=REGION)
-    made = {new_snapshot(home) for _ in range(7)}
+    made = {new_snapshot(home) for _index in range(7)}
     seen, pages, token = [], 0, None
     while True:
         answer = home.describe_snapshots(OwnerIds=["self"], MaxResults=5, **({"NextToken": token} if token else {}))

@@ -59,6 +59,7 @@ def test_local_file_names_option_path_and_bytes_written(tmp_path, monkeypatch, e
     fd = os.open(str(tmp_path / "f"), os.O_RDWR | os.O_CREAT)
     out = LocalFile(fd, "/data/disk.raw", "dest")
     out.pwrite(b"a" * 4096, 0)
+
     def failing_pwrite(*_args):
         raise OSError(err, os.strerror(err))
 

@@ -212,8 +212,9 @@ def test_held_sources_are_queued_with_the_reason_and_duplicates_reported():
     hold = {("snap-1", "us-east-1", HOME): "outcome unknown"}
     existing = [copy_of("snap-2", "snap-a"), copy_of("snap-2", "snap-b", "pending")]
     the_plan = copies.plan(sources, existing, opts, hold=hold)
-    assert the_plan.start == [] and the_plan.queued() == [dict(source_snapshot_id="snap-1", lineage="vol-1",
-                                                                source_start_time=NOW.isoformat(), reason="outcome unknown")]
+    assert the_plan.start == []
+    assert the_plan.queued() == [dict(source_snapshot_id="snap-1", lineage="vol-1", source_start_time=NOW.isoformat(),
+                                      reason="outcome unknown")]
     assert the_plan.duplicates == [{"source_snapshot_id": "snap-2", "copies": ["snap-a", "snap-b"]}]
 
 

@@ -387,7 +387,7 @@ DST_EXPRESSIONS = (
 def _field_values(text, low, high):
     values = set()
     for item in text.split(","):
-        base, _, step = item.partition("/")
+        base, _slash, step = item.partition("/")
         if base == "*":
             start, stop = low, high
         elif "-" in base:
