@@ -1,0 +1,124 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""snapshot_schedule policies with `copies:` through ansible-playbook against the local endpoint.
+
+The role runs snapshot -> share (cross-account only) -> copy -> unshare -> prune at home -> prune in each
+destination. AWS facts relied on (EC2 API reference, CopySnapshot and ModifySnapshotAttribute; EBS user
+guide, "Copy an Amazon EBS snapshot" and "Share an Amazon EBS snapshot"): a copy starts ``pending`` in the
+destination; at most 20 concurrent copies per destination region (``ResourceLimitExceeded``); another
+account copies a snapshot only while it is shared with it (``createVolumePermission``); a snapshot
+encrypted with the AWS managed key ``aws/ebs`` cannot be shared.
+"""
+import json
+from datetime import datetime, timedelta, timezone
+
+from tests.localaws.blockdata import block, write_snapshot
+
+ROLE = "blockwise.ebs.snapshot_schedule"
+TASK = ROLE + " : "
+COPY = TASK + "Copy into each destination"
+SHARE = TASK + "Share the snapshots to copy with the other accounts"
+UNSHARE = TASK + "Stop sharing with the other accounts whose copies are complete"
+HOME_PRUNE = TASK + "Prune by retention"
+DEST_PRUNE = TASK + "Prune the copies in each destination by its own retention"
+STATUS = TASK + "Measure the recovery point age of the copies"
+SUMMARY = TASK + "Summarise the copies per home region, policy and destination"
+HOME, DR = "us-east-1", "eu-west-1"
+OWNER = "123456789012"   # moto's default account (access key "testing")
+BACKUP = "210987654321"  # a second account: a 12-digit access key id pins it
+BACKUP_CREDS = {"access_key": BACKUP, "secret_key": "testing"}
+
+
+def tags_of(item):
+    return {tag["Key"]: tag["Value"] for tag in item.get("Tags") or []}
+
+
+def policy(copies, **overrides):
+    return dict({"name": "dr", "target_tags": {"backup": "dr"}, "frequency": "1d", "retention": {"keep_last": 5}, "copies": copies},
+                **overrides)
+
+
+def role_task(policies, **role_vars):
+    return {"name": "schedule", "ansible.builtin.include_role": {"name": ROLE},
+            "vars": dict({"snapshot_schedule_regions": [HOME], "snapshot_schedule_policies": policies}, **role_vars)}
+
+
+def volumes(aws, count=2):
+    ec2 = aws.client("ec2", region=HOME)
+    return [ec2.create_volume(Size=1, AvailabilityZone=HOME + "a",
+                              TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "backup", "Value": "dr"}]}])["VolumeId"]
+            for dummy in range(count)]
+
+
+def history(aws, volume_ids, days):
+    """``days`` daily policy snapshots per volume, the newest ``days`` days ago... the oldest; returns them newest first."""
+    ec2 = aws.client("ec2", region=HOME)
+    made = []
+    for age in range(days, 0, -1):
+        for volume_id in volume_ids:
+            snap = ec2.create_snapshot(VolumeId=volume_id, TagSpecifications=[
+                {"ResourceType": "snapshot", "Tags": [{"Key": "blockwise:policy", "Value": "dr"}]}])["SnapshotId"]
+            aws.backdate_snapshot(snap, datetime.now(timezone.utc) - timedelta(days=age), region=HOME)
+            made.append(snap)
+    return made[::-1]
+
+
+def copies_in(aws, region=DR, account_id=None):
+    ec2 = aws.client("ec2", region=region, **({"account_id": account_id} if account_id else {}))
+    items = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag-key", "Values": ["blockwise:source-snapshot"]}])["Snapshots"]
+    return {tags_of(item)["blockwise:source-snapshot"]: item for item in items}
+
+
+def failures(run):
+    """What failed in a run, for assertion messages."""
+    out = []
+    for name, res in zip(run.names, run.results):
+        for item in [res] + list(res.get("results", [])):
+            if item.get("failed"):
+                out.append((name, item.get("msg")))
+    return out or run
+
+
+def results(run, name):
+    return run.result(name).get("results", [])
+
+
+def add_snapshots(aws, volume_ids):
+    ec2 = aws.client("ec2", region=HOME)
+    return [ec2.create_snapshot(VolumeId=volume_id, TagSpecifications=[
+        {"ResourceType": "snapshot", "Tags": [{"Key": "blockwise:policy", "Value": "dr"}]}])["SnapshotId"] for volume_id in volume_ids]
+
+
+def test_copies_to_a_region_are_pruned_there_by_their_own_retention_and_a_second_run_copies_nothing(aws, playbook):
+    vols = volumes(aws)
+    history(aws, vols, days=4)  # 4 days of snapshots at home
+    dest = {"region": DR, "wait": True, "wait_timeout": 120, "retention": {"keep_last": 2}}  # latest_only by default
+    copied = []
+    for number in range(3):
+        run = playbook([role_task([policy([dest])])])
+        assert run.rc == 0, failures(run)
+        if number == 0:
+            newest = [item["snapshot_id"] for item in results(run, TASK + "Take the snapshots that are due")[0]["created"]]
+        copy = results(run, COPY)[0]
+        # The endpoint completes EC2 snapshots at once: each run copies the newest snapshot of each volume only.
+        assert sorted(c["source_snapshot_id"] for c in copy["copies"]) == sorted(newest), copy
+        assert copy["queued"] == [] and all(c["state"] == "completed" for c in copy["copies"])
+        copied.append(newest)
+        # keep_last 2 per source volume in the destination: the third run deletes the first run's copies.
+        assert results(run, DEST_PRUNE)[0]["summary"]["deleted"] == (2 if number == 2 else 0)
+        newest = add_snapshots(aws, vols)
+    found = copies_in(aws)
+    assert sorted(found) == sorted(copied[1] + copied[2])
+    assert sorted(tags_of(item)["blockwise:lineage"] for item in found.values()) == sorted(vols * 2)
+    home_left = aws.client("ec2", region=HOME).describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    assert len(home_left) == 12  # keep_last 5 per volume at home, whatever the destination keeps, and the 2 added since
+
+    # A run with nothing new: no copy, nothing changed anywhere.
+    for snap in newest:
+        aws.client("ec2", region=HOME).delete_snapshot(SnapshotId=snap)
+    aws.reset_counters()
+    again = playbook([role_task([policy([dest])])])
+    assert again.rc == 0, failures(again)
+    copy = results(again, COPY)[0]
+    assert copy["summary"]["copies"] == 0 and not copy["changed"]
+    assert aws.counters().get("ec2:CopySnapshot", 0) == 0 and aws.mutating_calls() == {}
+    assert not any(r.get("changed") for name in (DEST_PRUNE, HOME_PRUNE, TASK + "Take the snapshots that are due") for r in results(again, name))
