@@ -218,3 +218,34 @@ def test_a_snapshot_encrypted_with_aws_ebs_is_never_shared_and_the_role_says_why
     assert "share" in failed["msg"] and "aws/ebs" in failed["msg"]
     assert not aws.counters().get("ec2:ModifySnapshotAttribute") and not aws.counters().get("ec2:CopySnapshot")
     assert visible_to(aws, BACKUP) == set()
+
+
+def test_the_audit_reports_the_recovery_point_age_of_the_copies_and_a_late_destination(aws, playbook_file, tmp_path):
+    vols = volumes(aws)
+    history(aws, vols, days=3)
+    pol = policy([{"region": DR}], retention={"keep_last": 10})
+    common = {"regions": [HOME], "policies": [pol], "encryption_state": "disabled", "copy_rpo_grace": "1h"}
+
+    def audit(name):
+        out = playbook_file("audit", dict(common, report_dir=str(tmp_path / name)))
+        assert out.rc == 0, out
+        return json.loads((tmp_path / name / "audit.json").read_text())["regions"][HOME]
+
+    aws.reset_counters()
+    before = audit("before")
+    assert aws.mutating_calls() == {}
+    copies = before["copies"]["dr"]
+    assert copies["limit_seconds"] == 25 * 3600  # the daily gap plus the grace
+    dest = copies["destinations"][DR]
+    # No copy at all, and the first home snapshots are 3 days old: both volumes are late.
+    assert sorted(dest["late"]) == sorted(vols) and before["counts"]["copies_late"] == 2 and before["compliant"] is False
+    assert {row["destinations"][DR]["reason"] for row in copies["volumes"]} == {"no-completed-copy"}
+    homes = {row["lineage"]: row["home"]["age_seconds"] for row in copies["volumes"]}
+    assert all(86400 - 600 < age < 86400 + 600 for age in homes.values()), homes  # the newest home snapshot is 1 day old
+
+    backup = playbook_file("backup", {"regions": [HOME], "policies": [pol]})
+    assert backup.rc == 0, backup
+    after = audit("after")
+    dest = after["copies"]["dr"]["destinations"][DR]
+    assert dest["late"] == [] and dest["oldest_age_seconds"] < 600 and after["counts"]["copies_late"] == 0
+    assert after["compliant"] is True, after
