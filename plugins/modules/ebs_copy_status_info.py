@@ -18,8 +18,8 @@ description:
     the source is no longer at home, the copy's own start time is used and the age is marked C(approximate)."
   - "A destination is compliant when, for every lineage, its newest completed copy is at most the policy's frequency gap
     plus O(grace) old. A lineage with no completed copy yet is not late while its first home snapshot is younger than that."
-  - Per destination, RV(destinations) also lists the completed home snapshots that have no copy there yet (C(to_share)):
-    what a cross-account copy needs shared, and nothing more (with C(latest_only), only the newest of each lineage).
+  - Per destination, RV(destinations) also lists the completed home snapshots that have no copy there yet (C(to_share)),
+    which is what a cross-account copy needs shared, and nothing more (with C(latest_only), only the newest of each lineage).
 author:
   - blockwise.ebs maintainers (@blockwise)
 options:
