@@ -8,6 +8,10 @@
 2. Runs ``blockwise.ebs.site`` (encryption by default, snapshots and retention, AMI snapshot names).
 3. Runs ``blockwise.ebs.audit`` (check mode) and shows its table; it must find every region compliant
    and make no mutating call.
+   The ``daily`` policy also has disaster-recovery ``copies``: into ``eu-central-1`` (this account) and into a
+   second account, each with its own retention (``keep_last: 2``); the two older copies of each volume seeded
+   there (as earlier runs would have made them) leave one to prune per volume. The audit also reports the
+   recovery point age of every destination.
 4. Runs ``blockwise.ebs.demo``: a sparse disk image is uploaded as a snapshot, restored into another
    file, and the two files must have the same sha256.
 5. Prints a summary (what was created, deleted, named, encrypted; API calls per step) and stops the
@@ -34,6 +38,10 @@ from tests.localaws.faults import is_mutating  # noqa: E402  pylint: disable=wro
 from tests.localaws.seed import KMS_ALIAS, seed_fleet  # noqa: E402  pylint: disable=wrong-import-position
 
 REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
+DR_REGION = "eu-central-1"
+DR_ACCOUNT = "210987654321"  # a second account of the local endpoint (a 12-digit access key id pins it)
+DR_CREDENTIALS = {DR_ACCOUNT: {"access_key": DR_ACCOUNT, "secret_key": "demo-backup-account"}}
+DESTINATIONS = [(DR_REGION, None), ("us-east-1", DR_ACCOUNT)]
 DAYS = 90
 REPORT_DIR = ROOT / ".build" / "demo" / "audit"
 TOPIC = "blockwise-demo-backups"
@@ -42,6 +50,10 @@ POLICIES = [
         "name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d", "name_template": "{volume_name}-{date}",
         "retention": {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 3, "minimum": 3}, "retention_tag": "Daily_Gens",
         "max_deletions": 1000,
+        "copies": [
+            {"region": DR_REGION, "retention": {"keep_last": 2}, "wait": True, "wait_timeout": 120},
+            {"region": "us-east-1", "account": DR_ACCOUNT, "retention": {"keep_last": 2}, "wait": True, "wait_timeout": 120},
+        ],
     },
     {
         # adopt the snapshots of the tool this replaces: keep 120 days of them, at least the newest
@@ -62,7 +74,7 @@ def banner(text):
 def playbook(name, extra_vars, endpoint_url):
     """Run ``blockwise.ebs.<name>`` with the default callback (its output goes to our stdout)."""
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "blockwise.ebs." + name, "-e", json.dumps(extra_vars)]
-    shown = {k: v for k, v in extra_vars.items() if k not in ("policies",)}
+    shown = {k: v for k, v in extra_vars.items() if k not in ("policies", "copy_credentials")}
     print("+ ansible-playbook blockwise.ebs.{0} -e '{1}'{2}".format(
         name, json.dumps(shown), " -e @policies" if "policies" in extra_vars else ""), flush=True)
     env = ansible_env(endpoint_url, REGIONS[0])
@@ -111,6 +123,47 @@ def received(aws, queue):
     return [json.loads(m["Body"]) for m in messages]
 
 
+def seed_copies(aws, fleet):
+    """Two older copies of each daily volume in each destination, made and dated as earlier runs would have."""
+    aws.set_copy_duration(0)
+    for home in REGIONS:
+        ec2 = aws.client("ec2", region=home)
+        owner = aws.client("sts", region=home).get_caller_identity()["Account"]
+        for volume_id in fleet[home]["volumes"]:
+            snaps = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "volume-id", "Values": [volume_id]},
+                                                                       {"Name": "tag:blockwise:policy", "Values": ["daily"]}])["Snapshots"]
+            for source in sorted(snaps, key=lambda item: item["StartTime"], reverse=True)[1:3]:
+                tags = {"blockwise:source-snapshot": source["SnapshotId"], "blockwise:source-region": home, "blockwise:source-account": owner,
+                        "blockwise:lineage": volume_id, "blockwise:policy": "daily"}
+                for region, account in DESTINATIONS:
+                    if account:
+                        ec2.modify_snapshot_attribute(SnapshotId=source["SnapshotId"], Attribute="createVolumePermission",
+                                                      OperationType="add", UserIds=[account])
+                    dest = aws.client("ec2", region=region, **({"account_id": account} if account else {}))
+                    copy_id = dest.copy_snapshot(SourceRegion=home, SourceSnapshotId=source["SnapshotId"], TagSpecifications=[
+                        {"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])["SnapshotId"]
+                    aws.backdate_snapshot(copy_id, source["StartTime"] + timedelta(hours=1), region=region, account_id=account)
+                    if account:
+                        ec2.modify_snapshot_attribute(SnapshotId=source["SnapshotId"], Attribute="createVolumePermission",
+                                                      OperationType="remove", UserIds=[account])
+    aws.set_copy_duration(2)
+
+
+def copies_by_destination(aws):
+    """(region, account) -> {lineage: number of copies}."""
+    out = {}
+    for region, account in DESTINATIONS:
+        ec2 = aws.client("ec2", region=region, **({"account_id": account} if account else {}))
+        counts = {}
+        for page in ec2.get_paginator("describe_snapshots").paginate(
+                OwnerIds=["self"], Filters=[{"Name": "tag-key", "Values": ["blockwise:source-snapshot"]}]):
+            for snap in page["Snapshots"]:
+                lineage = {t["Key"]: t["Value"] for t in snap.get("Tags", [])}.get("blockwise:lineage")
+                counts[lineage] = counts.get(lineage, 0) + 1
+        out[(region, account)] = counts
+    return out
+
+
 def run(aws, workdir):
     results = {"steps": {}}
     now = datetime.now(timezone.utc)
@@ -119,19 +172,26 @@ def run(aws, workdir):
     # the newest seeded snapshots are two days old, so every tagged volume is due now
     fleet = seed_fleet(aws, regions=REGIONS, days=DAYS, now=now - timedelta(days=1))
     topic, queue = notification_queue(aws)
+    seed_copies(aws, fleet)
+    copies_before = copies_by_destination(aws)
     before = state(aws)
     for region in REGIONS:
         print("  {0:<15} {1} volumes ({2} tagged backup=daily), {3} snapshots, {4} AMIs, KMS alias {5}".format(
             region, len(fleet[region]["volumes"]) + 1, len(fleet[region]["volumes"]), len(before[region]["snapshots"]),
             len(fleet[region]["images"]), KMS_ALIAS), flush=True)
 
-    common = {"regions": REGIONS, "endpoint_url": aws.endpoint_url}
+    common = {"regions": REGIONS, "endpoint_url": aws.endpoint_url, "copy_credentials": DR_CREDENTIALS}
 
     banner("blockwise.ebs.site: encryption by default, snapshots by policy and retention, AMI snapshot names")
     aws.reset_counters()
     seconds = playbook("site", dict(common, kms_key_id=KMS_ALIAS, policies=POLICIES, notify_topic_arn=topic), aws.endpoint_url)
     results["steps"]["site"] = counted(aws) + (seconds,)
     after = state(aws)
+    copies_after = copies_by_destination(aws)
+    volumes = sorted(volume for region in REGIONS for volume in fleet[region]["volumes"])
+    for where, counts in copies_after.items():
+        if sorted(counts) != volumes or set(counts.values()) != {2}:
+            raise DemoError("{0}: expected 2 copies (keep_last 2) of each of {1} volumes, found {2}".format(where, len(volumes), counts))
 
     banner("blockwise.ebs.audit: compliance report per region (check mode)")
     if REPORT_DIR.exists():
@@ -157,6 +217,7 @@ def run(aws, workdir):
     snap = aws.client("ec2", region=image["region"]).describe_snapshots(SnapshotIds=[image["snapshot_id"]])["Snapshots"][0]
     image["encrypted"] = snap.get("Encrypted", False)
 
+    results.update(copies_before=copies_before, copies_after=copies_after)
     results.update(fleet=fleet, before=before, after=after, report=report, image=image, messages=received(aws, queue))
     return results
 
@@ -183,6 +244,13 @@ def summary(results, seconds):
         ("snapshots created", "{0} (every backup=daily volume was due)".format(created)),
         ("snapshots deleted", "{0} by retention, {1} kept; {2} protected ones (AMI-backed, blockwise:protect) untouched".format(
             deleted, kept, protected)),
+        ("disaster-recovery copies", "; ".join(
+            "{0}: {1} before, {2} new, {3} pruned (keep_last 2 there)".format(
+                region + ("/" + account if account else ""), sum(results["copies_before"][(region, account)].values()),
+                len(results["copies_after"][(region, account)]),
+                sum(results["copies_before"][(region, account)].values()) + len(results["copies_after"][(region, account)])
+                - sum(results["copies_after"][(region, account)].values()))
+            for region, account in DESTINATIONS)),
         ("AMI snapshots named", "{0} (<image name>(001), (002), ...)".format(named)),
         ("SNS summary", subjects[0] if subjects else "NOT RECEIVED"),
         ("audit", "{0} of {1} regions compliant, no mutating call; report {2}/audit.md and audit.json".format(

@@ -118,11 +118,13 @@ class LocalAWSControl:
         """Remove the block faults of ``snapshot_id`` (``clear_faults`` and ``reset`` remove every one)."""
         self._call("DELETE", f"snapshots/{quote(snapshot_id)}/block-faults")
 
-    def backdate_snapshot(self, snapshot_id, start_time, region="us-east-1"):
-        """Set a snapshot's StartTime to ``start_time`` (a time-zone aware datetime)."""
+    def backdate_snapshot(self, snapshot_id, start_time, region="us-east-1", account_id=None):
+        """Set a snapshot's StartTime to ``start_time`` (a time-zone aware datetime); ``account_id``: its owner (default account)."""
         if start_time.tzinfo is None:
             raise ValueError("start_time must be time-zone aware")
         payload = {"start_time": start_time.isoformat(), "region": region}
+        if account_id:
+            payload["account_id"] = account_id
         self._call("POST", f"snapshots/{quote(snapshot_id)}/start-time", payload)
 
     def add_foreign_snapshot(self, owner_id="210987654321", region="us-east-1", volume_size=8, tags=None, description="",
