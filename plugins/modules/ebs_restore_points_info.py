@@ -30,7 +30,7 @@ options:
     default: []
   filters:
     description:
-      - More C(DescribeSnapshots) filters, for example V({"tag:env": "prod"}).
+      - 'More C(DescribeSnapshots) filters, for example V({"tag:env": "prod"}).'
     type: dict
     default: {}
   sample_volumes:
@@ -71,19 +71,39 @@ restore_points:
   type: list
   elements: dict
   contains:
-    policy: {description: The policy., type: str}
-    volume: {description: The volume (or lineage)., type: str}
-    snapshot_id: {description: The restore point, null when the volume has no completed standard-tier snapshot., type: str}
-    start_time: {description: When the restore point was started (ISO 8601 UTC)., type: str}
-    age_seconds: {description: Its age., type: int}
-    volume_size: {description: Its volume size in GiB., type: int}
-    source_region: {description: The region of the source of a copy (C(blockwise:source-region))., type: str}
-    snapshots: {description: How many snapshots of the volume the policy holds., type: int}
-    restorable: {description: How many of them are completed and in the standard tier., type: int}
+    policy:
+      description: "The policy."
+      type: str
+    volume:
+      description: "The volume (or lineage)."
+      type: str
+    snapshot_id:
+      description: "The restore point, null when the volume has no completed standard-tier snapshot."
+      type: str
+    start_time:
+      description: "When the restore point was started (ISO 8601 UTC)."
+      type: str
+    age_seconds:
+      description: "Its age."
+      type: int
+    volume_size:
+      description: "Its volume size in GiB."
+      type: int
+    source_region:
+      description: "The region of the source of a copy (C(blockwise:source-region))."
+      type: str
+    snapshots:
+      description: "How many snapshots of the volume the policy holds."
+      type: int
+    restorable:
+      description: "How many of them are completed and in the standard tier."
+      type: int
     last_verification:
       description: The newest verification recorded on any snapshot of the volume (C(snapshot_id), C(result), C(at), C(mode)), or null.
       type: dict
-    restore_point_verified: {description: Whether that verification is of the restore point itself., type: bool}
+    restore_point_verified:
+      description: "Whether that verification is of the restore point itself."
+      type: bool
 selected:
   description: The restore points a drill verifies (all of them, or the sample of O(sample_volumes)).
   returned: always
