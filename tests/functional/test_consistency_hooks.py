@@ -141,8 +141,15 @@ def test_a_controller_killed_mid_snapshot_leaves_nothing_frozen(aws, db, tmp_pat
             time.sleep(0.2)
         steps = entries(log)
         assert [s for s, _ in steps] == ["freeze", "thaw"] and steps[1][1] - steps[0][1] >= 4
-        # Let the request of the killed run end at the endpoint before the next test counts requests.
+        # The module process of the killed run may outlive it (it is not in the controller's process group) and
+        # finish its requests: let the endpoint's request counts settle before the next test counts requests.
         time.sleep(max(0.0, killed_at + 16 - time.time()))
+        last, stable_since = aws.counters(), time.time()
+        while time.time() - stable_since < 4 and time.time() < killed_at + 90:
+            time.sleep(0.5)
+            now_counts = aws.counters()
+            if now_counts != last:
+                last, stable_since = now_counts, time.time()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -160,3 +167,14 @@ def test_bad_hooks_fail_naming_the_key_before_any_aws_call(aws, playbook, tmp_pa
         run = playbook([role_task([policy(consistency)])])
         assert run.rc != 0 and named in run.stdout, (named, run)
         assert aws.counters() == {} and entries(log) == [], named
+
+
+def test_check_mode_set_by_the_play_neither_freezes_nor_snapshots(aws, playbook, db, tmp_path):
+    """The audit runs snapshot_schedule in a play with `check_mode: true` (ansible_check_mode is then false)."""
+    log = tmp_path / "hooks.log"
+    aws.reset_counters()
+    run = playbook([{"name": "in check mode", "check_mode": True, "block": [role_task([policy(hooks(log))])]}])
+    assert run.rc == 0, [(n, str(r.get("msg"))[:600]) for n, r in zip(run.names, run.results) if r.get("failed")]
+    assert entries(log) == [] and aws.mutating_calls() == {}
+    entry = run.result("blockwise.ebs.snapshot_schedule : Record the policy's result")["ansible_facts"]["snapshot_schedule_hook_results"][0]
+    assert entry["failed"] is False and entry["consistency"]["watchdog"] is None

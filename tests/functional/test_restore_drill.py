@@ -177,3 +177,21 @@ def test_bad_input_fails_naming_the_option_before_any_aws_call(aws, playbook_fil
         run = playbook_file("restore_drill", dict(extra, **bad))
         assert run.rc != 0 and option in run.stdout
         assert aws.counters() == {}
+
+
+def test_check_mode_set_by_the_play_not_the_command_line_is_a_plan_too(aws, playbook, tmp_path):
+    """The audit runs roles in plays with `check_mode: true` (ansible_check_mode is then false): still a plan."""
+    newest = two_volumes(aws)
+    work = tmp_path / "work"
+    work.mkdir()
+    aws.reset_counters()
+    role = {"name": "drill", "ansible.builtin.include_role": {"name": "blockwise.ebs.restore_drill"},
+            "vars": {"restore_drill_policies": ["daily"], "restore_drill_tmp_dir": str(work),
+                     "restore_drill_report_dir": str(tmp_path / "report")}}
+    run = playbook([{"name": "in check mode", "check_mode": True, "block": [role]}])
+    assert run.rc == 0, [(n, str(r.get("msg"))[:600]) for n, r in zip(run.names, run.results) if r.get("failed")]
+    plan = run.result(ROLE + "Build the report")["ansible_facts"]["restore_drill_report"]
+    assert sorted(r["snapshot_id"] for r in plan["volumes"]) == sorted(newest.values())
+    assert {r["result"] for r in plan["volumes"]} == {"planned"} and plan["check_mode"] is True
+    assert aws.counters().get("ebs:GetSnapshotBlock", 0) == 0 and aws.mutating_calls() == {}
+    assert os.listdir(str(work)) == [] and not (tmp_path / "report").exists()
