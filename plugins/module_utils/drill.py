@@ -148,7 +148,8 @@ def _row(item):
     else:
         result, error = "error", res.get("msg", "not verified")
     return {"region": item["region"], "policy": point["policy"], "volume": point["volume"],
-            "snapshot_id": point["snapshot_id"], "start_time": point["start_time"], "age_seconds": point["age_seconds"],
+            "snapshot_id": point["snapshot_id"], "source_region": point.get("source_region"),
+            "start_time": point["start_time"], "age_seconds": point["age_seconds"],
             "result": result, "mode": res.get("mode"), "blocks_read": res.get("blocks_read"),
             "throughput_mib_s": res.get("throughput_mib_s"), "restore_estimate_seconds": res.get("restore_estimate_seconds"),
             "bad_blocks": res.get("bad_blocks", []), "fs_check_passed": (res.get("fs_check") or {}).get("passed"),

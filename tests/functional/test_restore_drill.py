@@ -195,3 +195,24 @@ def test_check_mode_set_by_the_play_not_the_command_line_is_a_plan_too(aws, play
     assert {r["result"] for r in plan["volumes"]} == {"planned"} and plan["check_mode"] is True
     assert aws.counters().get("ebs:GetSnapshotBlock", 0) == 0 and aws.mutating_calls() == {}
     assert os.listdir(str(work)) == [] and not (tmp_path / "report").exists()
+
+
+def test_dr_regions_are_drilled_and_backup_policies_are_accepted(aws, playbook_file, tmp_path):
+    """The copies in a DR region keep the source's policy and lineage: they are restore points of that region."""
+    newest = two_volumes(aws)
+    ebs, ec2 = aws.client("ebs", region="eu-west-1"), aws.client("ec2", region="eu-west-1")
+    copy = write_snapshot(ebs, {0: block(3), 4: block(4)})
+    ec2.create_tags(Resources=[copy], Tags=[{"Key": "blockwise:policy", "Value": "daily"},
+                                            {"Key": "blockwise:lineage", "Value": "disk-a"},
+                                            {"Key": "blockwise:source-region", "Value": "us-east-1"},
+                                            {"Key": "blockwise:source-snapshot", "Value": newest["disk-a"]}])
+    extra, report_dir, _ = drill_vars(tmp_path, dr_regions="eu-west-1",
+                                      policies=[{"name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d"}])
+    run = playbook_file("restore_drill", extra)
+    assert run.rc == 0, (run, run.results[-1].get("msg"))
+    rows = {(r["region"], r["volume"]): r for r in report_of(report_dir)["volumes"]}
+    assert sorted(rows) == [("eu-west-1", "disk-a"), ("us-east-1", "disk-a"), ("us-east-1", "disk-b")]
+    dr = rows[("eu-west-1", "disk-a")]
+    assert dr["snapshot_id"] == copy and dr["source_region"] == "us-east-1" and dr["result"] == "ok"
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_snapshots(SnapshotIds=[copy])["Snapshots"][0]["Tags"]}
+    assert tags["blockwise:verified"] == "ok"
