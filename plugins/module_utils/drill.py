@@ -194,7 +194,7 @@ def drill_markdown(report):
     for r in report["volumes"]:
         age = None if r["age_seconds"] is None else round(r["age_seconds"] / 3600.0, 1)
         result = r["result"] + (": " + r["error"] if r["error"] else "")
-        lines.append("| " + " | ".join(_cell(v) for v in (r["region"], r["policy"], r["volume"], r["snapshot_id"], age, result,
-                                                            r["mode"], r["throughput_mib_s"], r["restore_estimate_seconds"],
-                                                            r["bad_blocks"])) + " |")
+        cells = (r["region"], r["policy"], r["volume"], r["snapshot_id"], age, result, r["mode"], r["throughput_mib_s"],
+                 r["restore_estimate_seconds"], r["bad_blocks"])
+        lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
     return "\n".join(lines) + "\n"
