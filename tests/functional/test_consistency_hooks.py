@@ -178,3 +178,19 @@ def test_check_mode_set_by_the_play_neither_freezes_nor_snapshots(aws, playbook,
     assert entries(log) == [] and aws.mutating_calls() == {}
     entry = run.result("blockwise.ebs.snapshot_schedule : Record the policy's result")["ansible_facts"]["snapshot_schedule_hook_results"][0]
     assert entry["failed"] is False and entry["consistency"]["watchdog"] is None
+
+
+def test_hooked_and_plain_policies_share_one_summary_and_prune(aws, playbook, db, tmp_path):
+    """A hooked policy's result joins the others': one summary line each, and its prune runs after its snapshots."""
+    from tests.functional.test_snapshot_policy import volume  # pylint: disable=import-outside-toplevel
+    log = tmp_path / "hooks.log"
+    volume(aws.client("ec2"), {"backup": "plain"})
+    plain = {"name": "plain", "target_tags": {"backup": "plain"}, "frequency": "1d", "retention": {"keep_last": 3}}
+    run = playbook([role_task([plain, policy(hooks(log))], steps=("snapshot", "prune"))])
+    assert run.rc == 0, [(n, str(r.get("msg"))[:600]) for n, r in zip(run.names, run.results) if r.get("failed")]
+    summary = run.result("blockwise.ebs.snapshot_schedule : Build the summary of the snapshots and the retention per region "
+                         "and policy")["ansible_facts"]["snapshot_schedule_summary"]
+    assert any(POLICY + " snapshot: 2 volume(s) selected, 2 snapshot(s) taken" in line for line in summary), summary
+    assert any("plain snapshot: 1 volume(s) selected, 1 snapshot(s) taken" in line for line in summary), summary
+    assert any(POLICY + " prune: 0 snapshot(s) deleted, 2 kept" in line for line in summary), summary
+    assert [s for s, _ in entries(log)] == ["freeze", "thaw"]
