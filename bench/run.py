@@ -10,9 +10,11 @@ Usage: ``python bench/run.py [--quick] [name ...]`` (names without the ``bench_`
 last results of the benchmarks not named, and where there are none here - ``bench/results`` is not part of
 the repository - their sections of the current report).
 
-Every ``bench/bench_*.py`` is a benchmark of ``make bench``: ``bench_ami_tags``, ``bench_blocks``,
-``bench_retention``, ``bench_verify`` (snapshot verification: full vs a bare downloader, 1% sample vs full) and
-``bench_audit_controls`` (describe calls of the audit's security controls for 2,000 volumes and 30,000 snapshots).
+Every ``bench/bench_*.py`` is a benchmark of ``make bench``: ``bench_ami_tags``, ``bench_blocks`` (upload and
+download over HTTPS against bare boto3 and the hashlib floor), ``bench_copies``, ``bench_profile`` (where a block's
+client CPU goes), ``bench_retention``, ``bench_verify`` (snapshot verification: full vs a bare downloader, 1% sample
+vs full) and ``bench_audit_controls`` (describe calls of the audit's security controls for 2,000 volumes and 30,000
+snapshots).
 """
 import argparse
 import json
