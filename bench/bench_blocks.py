@@ -435,7 +435,7 @@ def main(argv=None):
             report.row("module vs sequential loop (100 ms latency)", module_rate / seq_rate, "x", ">= 10x",
                        module_rate / seq_rate >= 10)
             report.row("module vs bare thread-pool uploader, same workers (100 ms latency)", module_rate / bare_rate,
-                       "x", ">= 0.8x", module_rate / bare_rate >= 0.8)
+                       "x", ">= 0.9x", module_rate / bare_rate >= 0.9)
             report.note("module throughput is end to end: process start, reading and hashing the image, StartSnapshot, "
                         "the puts, CompleteSnapshot and the wait for 'completed'; the baselines are timed from process "
                         "start to exit too")
@@ -457,6 +457,10 @@ def main(argv=None):
             report.row("module CPU vs bare uploader", mod_cpu / bare_cpu, "x", "<= 1.5x", mod_cpu / bare_cpu <= 1.5)
             report.row("upload: module CPU vs hashlib floor", mod_cpu / floor_cpu, "x", "<= 3x", mod_cpu / floor_cpu <= 3)
             report.row("bare uploader CPU vs hashlib floor", bare_cpu / floor_cpu, "x")
+            report.note("the CPU targets of 3x the hashlib floor are missed by the bare boto3 uploader and downloader "
+                        "as much as by the modules: what costs is botocore's per-request pipeline (building, "
+                        "validating and signing each request, HTTP and header parsing, TLS), not the modules' own work; "
+                        "see 'Where a block's client CPU goes'")
             connections_section(report, aws, put, dense, default_workers)
             download_section(report, aws, put, dense, workdir, default_workers, floor_cpu / gib, quick)
             report.row("peak RSS of the {0} MiB dense upload, {1} workers (module process)".format(
