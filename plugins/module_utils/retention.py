@@ -362,11 +362,13 @@ def protections(snapshots, image_snapshot_ids=None, protect_tag_key=PROTECT_TAG,
 
     Reasons, in this order: the state when not ``completed`` (``pending``, ``error``), ``ami:<image_id>``
     for each image in ``image_snapshot_ids`` (snapshot_id -> image ids) that the snapshot backs,
-    ``protect-tag`` when the snapshot has the tag ``protect_tag_key`` (any value; ``None``/``""`` turns the
-    check off), ``owner:<id>`` when ``owner_id`` is given and the snapshot belongs to another account,
+    ``protect-tag`` when the snapshot has the collection's own ``blockwise:protect`` tag or the tag
+    ``protect_tag_key`` (any value; a custom key adds to ``blockwise:protect``, it never replaces it, and
+    ``None``/``""`` adds nothing), ``owner:<id>`` when ``owner_id`` is given and the snapshot belongs to another account,
     and ``out-of-scope`` when ``scope`` (a callable taking a ``Snapshot``) returns false.
     """
     image_snapshot_ids = image_snapshot_ids or {}
+    protect_keys = {PROTECT_TAG} | ({protect_tag_key} if protect_tag_key else set())
     result = {}
     for snap in snapshots:
         reasons = []
@@ -374,7 +376,7 @@ def protections(snapshots, image_snapshot_ids=None, protect_tag_key=PROTECT_TAG,
             reasons.append(snap.state)
         for image_id in sorted(image_snapshot_ids.get(snap.snapshot_id) or ()):
             reasons.append("ami:%s" % image_id)
-        if protect_tag_key and protect_tag_key in (snap.tags or {}):
+        if protect_keys & set(snap.tags or {}):
             reasons.append(REASON_PROTECT_TAG)
         if owner_id is not None and snap.owner_id is not None and snap.owner_id != owner_id:
             reasons.append("owner:%s" % snap.owner_id)

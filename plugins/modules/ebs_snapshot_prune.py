@@ -19,7 +19,7 @@ description:
     copy's volume id is arbitrary: such a snapshot without a lineage is held (protected as C(no-lineage)), never
     grouped with others and never deleted, because which disk it belongs to is unknown."
   - "Never deleted, whatever the rules: snapshots backing an AMI of the account (including disabled and deprecated
-    ones), snapshots that are not C(completed) (pending, error), snapshots tagged with O(protect_tag), snapshots of
+    ones), snapshots that are not C(completed) (pending, error), snapshots tagged C(blockwise:protect) or O(protect_tag), snapshots of
     another account, and snapshots outside the scope. These are checked before deleting, from the data read, not
     inferred from API errors."
   - "Copies in flight (M(blockwise.ebs.ebs_snapshot_copy)): with O(copy_regions), a snapshot whose copy is still

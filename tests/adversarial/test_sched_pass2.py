@@ -162,9 +162,6 @@ def days_ago(days, hour=2):
 
 # ------------------------------------------------------------------------------------------ protections
 
-@pytest.mark.xfail(strict=True, reason=(
-    "protect_tag replaces blockwise:protect instead of adding to it: with protect_tag=DoNotDelete, a snapshot "
-    "tagged blockwise:protect by hand is deleted"))
 def test_a_custom_protect_tag_still_honours_the_collections_own_protect_tag(aws, playbook):  # noqa: F811
     """A user who adopts an older tool's protect tag (``protect_tag: DoNotDelete``) must not lose the snapshots
     tagged ``blockwise:protect`` by hand, as the AMI snapshot guide tells them to: the collection documents
