@@ -82,6 +82,8 @@ VOLUME = "volume"
 INSTANCE = "instance"
 ERROR_STATE = "error"
 PENDING_STATE = "pending"
+# The state reported for a created snapshot that EC2 no longer lists (with wait: deleted while the task waited).
+MISSING_STATE = "missing"
 # The states in which a snapshot makes its volume not due: done, or in flight. Not error, nor recoverable
 # (deleted, in the Recycle Bin), nor recovering (being restored from it), nor any state EC2 may add.
 COUNTING_STATES = ("completed", PENDING_STATE)

@@ -151,6 +151,9 @@ options:
     description:
       - Wait until every created snapshot is C(completed) (one C(DescribeSnapshots) pass per poll for all of them).
       - The task fails if a snapshot ends in state C(error) or O(wait_timeout) passes first.
+      - "The task also fails if a created snapshot no longer exists (deleted by someone else while the task waited):
+        EC2's answer is what counts, so such a snapshot gets the state C(missing) and is never reported as completed.
+        A snapshot that is not listed is polled again a few times first (EC2 may list a new snapshot late)."
     type: bool
     default: false
   wait_timeout:
@@ -265,7 +268,9 @@ created:
       type: dict
       sample: {"Name": "web-1_vol-0123456789abcdef0_daily", "blockwise:policy": "daily"}
     state:
-      description: The snapshot state reported by EC2 (C(pending), or C(completed) with O(wait=true)); null in check mode.
+      description:
+        - The snapshot state reported by EC2 (C(pending), or C(completed) with O(wait=true)); null in check mode.
+        - V(missing) with O(wait=true) when the snapshot no longer exists (the task then fails).
       type: str
     start_time:
       description: The snapshot start time (ISO 8601, UTC); null in check mode.
@@ -373,6 +378,10 @@ from ansible_collections.blockwise.ebs.plugins.module_utils import policy as cor
 from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
 
 POLL_SECONDS = 15
+# A created snapshot that a poll does not list is polled this many more times (MISSING_POLL_SECONDS apart) before it
+# counts as gone: EC2 may list a new snapshot late, and a deleted one is never listed again.
+MISSING_POLLS = 3
+MISSING_POLL_SECONDS = 5
 
 
 class InputError(Exception):
@@ -472,27 +481,33 @@ def carry_out(module, ec2, options, the_plan, workers):
 
 
 def wait_until_completed(ec2, snapshot_ids, timeout):
-    """Poll the new snapshots (one batched pass per poll): ``(items, pending_ids, error_ids)``."""
+    """Poll the new snapshots (one batched pass per poll): ``(items, pending_ids, error_ids, missing_ids)``."""
     deadline = time.monotonic() + timeout
+    misses = 0
     while True:
         items = fleet.read_snapshots(ec2, snapshot_ids=snapshot_ids)
         pending, errors = core.snapshot_states(items)
+        missing = core.missing_ids(snapshot_ids, [item["SnapshotId"] for item in items])
+        misses = misses + 1 if missing else 0
         remaining = deadline - time.monotonic()
-        if not pending or remaining <= 0:
-            return items, pending, errors
-        time.sleep(min(POLL_SECONDS, remaining))
+        if (not pending and (not missing or misses > MISSING_POLLS)) or remaining <= 0:
+            return items, pending, errors, missing
+        time.sleep(min(MISSING_POLL_SECONDS if missing else POLL_SECONDS, remaining))
 
 
 def wait_for(ec2, params, created):
     """With ``wait``: poll the created snapshots and update their state; the problem to fail with, or None."""
     ids = [item["snapshot_id"] for item in created if item["snapshot_id"]]
     try:
-        items, pending, errors = wait_until_completed(ec2, ids, params["wait_timeout"])
+        items, pending, errors, missing = wait_until_completed(ec2, ids, params["wait_timeout"])
     except aws.AWS_ERRORS as e:
         return "Could not poll the new snapshots: {0}".format(aws.exception_text(e))
     states = {item["SnapshotId"]: item.get("State") for item in items}
     for item in created:
-        item["state"] = states.get(item["snapshot_id"], item["state"])
+        # EC2's answer is what counts: a snapshot it no longer lists is missing, never completed.
+        item["state"] = states.get(item["snapshot_id"], core.MISSING_STATE if item["snapshot_id"] in missing else item["state"])
+    if missing:
+        return "{0} new snapshot(s) no longer exist (deleted while the task waited): {1}".format(len(missing), ", ".join(missing))
     if errors:
         return "{0} new snapshot(s) ended in state error: {1}".format(len(errors), ", ".join(errors))
     if pending:
