@@ -317,10 +317,6 @@ class ListingLag:
         return ElementTree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the duplicate check of overlapping runs relies on EC2 listing a new snapshot within 3 seconds; EC2 is "
-    "eventually consistent (AWS advises waits of seconds to minutes): with a listing lag of 8 s, two "
-    "simultaneous runs both keep their snapshot and two snapshots of one volume and period are left for good"))
 def test_overlapping_runs_leave_one_snapshot_when_ec2_lists_new_snapshots_late(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -366,10 +362,6 @@ def start_playbook(endpoint_url, tasks, path):
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a policy run killed between its CreateSnapshot and its duplicate check leaves its snapshot beside the "
-    "older one of the same period, and no later run removes it (they find the volume not due and never look): "
-    "two snapshots of one volume and period are left for good"))
 def test_a_run_killed_before_its_duplicate_check_leaves_no_duplicate_for_good(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -396,10 +388,6 @@ def test_a_run_killed_before_its_duplicate_check_leaves_no_duplicate_for_good(aw
     assert len(today) == 1, sorted(today)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a run whose CreateSnapshot answer is lost (HTTP 500 after EC2 made the snapshot) retries, removes the "
-    "retry's snapshot as a 'duplicate' of its own first one, and reports changed=false, created=[] and the "
-    "snapshot it made itself as another run's: the backup summary says 0 snapshots taken although one was"))
 def test_a_run_whose_create_answer_was_lost_reports_the_snapshot_it_made(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
