@@ -252,10 +252,6 @@ def workdir(tmp_path, name):
     return path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a prune that runs while a simultaneous policy run has not yet removed its duplicate counts the duplicate: "
-    "keep_last 2 / minimum 2 keep today's two snapshots (one of which is about to be removed) and delete "
-    "yesterday's; after the other run removes its duplicate only 1 snapshot is left"))
 def test_a_prune_between_two_overlapping_runs_never_leaves_fewer_than_minimum(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -421,10 +417,6 @@ def planned_and_done(out):
     return sorted(item["snapshot_id"] for item in res["deleted"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "backup --check (and the audit, which runs the same role in check mode) predicts the prune over today's snapshots without the snapshot the same run "
-    "takes first: with keep_last 3 it plans 2 deletions, the real run then deletes 3 (one snapshot more than "
-    "the audit showed)"))
 def test_backup_check_mode_predicts_exactly_what_the_real_run_deletes(aws, playbook_file):  # noqa: F811
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -485,10 +477,6 @@ def test_wait_never_reports_a_snapshot_that_vanished_as_created(aws, doors, tmp_
 
 # ------------------------------------------------------------------------------------------ split schedules
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with the split schedule docs/awx.md recommends (snapshot hourly, steps: [prune] daily), a policy whose "
-    "snapshots have failed for days is pruned by age all the same: keep_within deletes the last good backups down "
-    "to minimum, although the volume is overdue (the same-run guard of the backup role does not apply)"))
 def test_a_prune_only_job_never_prunes_an_overdue_policy_by_age(aws, playbook_file):  # noqa: F811
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
