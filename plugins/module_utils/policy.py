@@ -30,6 +30,12 @@ Runs that overlap
     (``rival_of``): the oldest snapshot of a period stays, so at most one per volume and due period is
     left, whatever the timing, and the run reports its removed snapshot under ``superseded``.
 
+    That check is a fast path only: EC2 may list a new snapshot later than the check reads, and a run may
+    be killed between creating and checking. Every snapshot therefore carries ``PERIOD_TAG`` (the due
+    period it fills) and ``RUN_TAG`` (the run): every later run removes the extra snapshots of one volume
+    and period (``period_duplicates``, oldest stays, as in ``rival_of``), a prune counts them once, and a
+    run finds its own snapshots, also the one of a request whose answer was lost (``ours_by_run``).
+
 What is created
     One ``CreateSnapshot`` per due volume; with ``crash_consistent``, one ``CreateSnapshots`` per
     instance matched by ``instance_filters`` with at least one due volume, covering all its selected

@@ -31,6 +31,11 @@ description:
     seconds, reads the policy's snapshots of those volumes again and removes its own new snapshot when another run's
     older snapshot of the same due period exists; the oldest one stays. The run lists what it removed under
     RV(superseded) and reports only the snapshots it leaves under RV(created)."
+  - "That check is a fast path: EC2 may list a new snapshot late and a run may be killed before its check. Every
+    snapshot carries C(blockwise:run) (the run) and C(blockwise:due-after) (the due period it fills), and every run
+    also removes the extra snapshots of one selected volume with the same C(blockwise:due-after) that earlier runs
+    left, keeping the oldest (RV(superseded), reason V(leftover)). A retried request whose first answer was lost is
+    found by C(blockwise:run): the run keeps its first snapshot, removes the retry's and reports the first as created."
   - In check mode nothing is created; RV(created) lists exactly what would be created (volume, name, description and
     tags) and RV(not_due) when each other volume is next due. With C(--diff), the newest snapshot of each volume
     before and after.
@@ -281,8 +286,9 @@ created:
 superseded:
   description:
     - Snapshots this run created and removed again because another run of the same policy, running at the same time,
-      had already taken an older snapshot of the same volume in the same due period (which stays). Empty unless runs
-      overlapped.
+      had already taken an older snapshot of the same volume in the same due period (which stays; RV(superseded[].reason)
+      V(overlap)), or because a retried request made a second snapshot (V(retry)); and duplicates of one due period that
+      earlier runs left, removed by this run (V(leftover); V(planned) in check mode). Empty unless runs overlapped.
   returned: always
   type: list
   elements: dict
@@ -298,17 +304,22 @@ superseded:
       description: V(volume) or V(instance).
       type: str
     snapshot_ids:
-      description: This run's snapshots that were removed.
+      description: The snapshots that were removed (this run's, or an earlier run's for V(leftover)).
       type: list
       elements: str
     kept_snapshot_id:
-      description: The other run's older snapshot of the same period, which stays.
+      description: The oldest snapshot of the same period, which stays.
       type: str
     kept_start_time:
       description: Its start time (ISO 8601, UTC).
       type: str
     status:
-      description: V(removed), or V(failed) when the removal failed (then RV(errors) says why and the task fails).
+      description:
+        - V(removed), V(planned) (check mode), or V(failed) when the removal failed (then RV(errors) says why and the task
+          fails).
+      type: str
+    reason:
+      description: V(overlap), V(retry) or V(leftover) (see above).
       type: str
 not_due:
   description: The selected volumes that are not due, with their newest policy snapshot and when they are next due.
