@@ -74,6 +74,8 @@ options:
   protect_tag:
     description:
       - Snapshots that carry this tag key (any value) are never deleted.
+      - It adds to C(blockwise:protect), never replaces it - a snapshot tagged C(blockwise:protect) by hand is never deleted,
+        whatever O(protect_tag) says (for example V(DoNotDelete), to adopt an older tool's protect tag).
     type: str
     default: blockwise:protect
 """

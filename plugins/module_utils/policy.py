@@ -30,6 +30,12 @@ Runs that overlap
     (``rival_of``): the oldest snapshot of a period stays, so at most one per volume and due period is
     left, whatever the timing, and the run reports its removed snapshot under ``superseded``.
 
+    That check is a fast path only: EC2 may list a new snapshot later than the check reads, and a run may
+    be killed between creating and checking. Every snapshot therefore carries ``PERIOD_TAG`` (the due
+    period it fills) and ``RUN_TAG`` (the run): every later run removes the extra snapshots of one volume
+    and period (``period_duplicates``, oldest stays, as in ``rival_of``), a prune counts them once, and a
+    run finds its own snapshots, also the one of a request whose answer was lost (``ours_by_run``).
+
 What is created
     One ``CreateSnapshot`` per due volume; with ``crash_consistent``, one ``CreateSnapshots`` per
     instance matched by ``instance_filters`` with at least one due volume, covering all its selected
@@ -46,6 +52,7 @@ What is created
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,6 +72,15 @@ from ansible_collections.blockwise.ebs.plugins.module_utils.templates import (
 )
 
 POLICY_TAG = "blockwise:policy"
+# Markers on every snapshot a policy run makes. RUN_TAG: the run (one random id per run), so that a run finds every
+# snapshot it made, even one whose CreateSnapshot answer was lost. PERIOD_TAG: the due period the snapshot fills,
+# named by the newest snapshot of the volume the run found (NO_PREVIOUS for the first one; for a crash-consistent
+# set, SET_MARKER_PREFIX and a digest of its members' newest snapshots). Two snapshots of one volume with the same
+# PERIOD_TAG were made by runs that read the same state: they are duplicates of one period.
+RUN_TAG = "blockwise:run"
+PERIOD_TAG = "blockwise:due-after"
+NO_PREVIOUS = "none"
+SET_MARKER_PREFIX = "set:"
 COLLECTION_TAG_PREFIX = "blockwise:"
 
 VOLUME_VARIABLES = ("policy", "volume_id", "volume_name", "instance_id", "instance_name", "device", "date", "timestamp")
@@ -82,6 +98,8 @@ VOLUME = "volume"
 INSTANCE = "instance"
 ERROR_STATE = "error"
 PENDING_STATE = "pending"
+# The state reported for a created snapshot that EC2 no longer lists (with wait: deleted while the task waited).
+MISSING_STATE = "missing"
 # The states in which a snapshot makes its volume not due: done, or in flight. Not error, nor recoverable
 # (deleted, in the Recycle Bin), nor recovering (being restored from it), nor any state EC2 may add.
 COUNTING_STATES = ("completed", PENDING_STATE)
@@ -204,6 +222,8 @@ def _check_tags(params):
         ("Name", "use name_template"),
         (retention.LINEAGE_TAG, "it marks uploads and copies, whose snapshots never count for a volume"),
         (retention.COPY_SOURCE_TAG, "it marks copies, whose snapshots never count for a volume"),
+        (RUN_TAG, "it marks the run that made a snapshot"),
+        (PERIOD_TAG, "it marks the due period a snapshot fills"),
     )
     for reserved, hint in reserved_keys:
         if reserved in tags:
@@ -559,7 +579,29 @@ def _set_actions(options, views, volumes, instances_by_id, status, time_vars, se
     return actions, in_sets
 
 
-def plan(options, volumes, instances, snapshots, now, selected_instance_ids=()):
+def period_marker(action, latest):
+    """The ``PERIOD_TAG`` value of ``action``'s snapshots; ``latest``: volume_id -> newest counting snapshot."""
+    if action["kind"] == VOLUME:
+        snap = latest.get(action["volume_id"])
+        return snap["SnapshotId"] if snap else NO_PREVIOUS
+    members = ["%s=%s" % (v, latest[v]["SnapshotId"] if v in latest else NO_PREVIOUS) for v in sorted(action["volume_ids"])]
+    return SET_MARKER_PREFIX + hashlib.sha256("|".join(members).encode()).hexdigest()[:32]
+
+
+def _mark(actions, latest, run_id):
+    """Add the run and period markers to every action's tags (the tag limits are checked again)."""
+    for action in actions:
+        markers = {PERIOD_TAG: period_marker(action, latest)}
+        if run_id:
+            markers[RUN_TAG] = run_id
+        action["tags"] = merge_tags(action["tags"], markers)
+        try:
+            check_tags(action["tags"], "tags of the snapshot of %s" % (action["instance_id"] if action["kind"] == INSTANCE else action["volume_id"]))
+        except TemplateError as exc:
+            raise PolicyError(str(exc)) from exc
+
+
+def plan(options, volumes, instances, snapshots, now, selected_instance_ids=(), run_id=None):
     """Decide what to create.
 
     ``volumes``: every volume read for the selection (fleet dicts, duplicates allowed). ``instances``:
@@ -569,6 +611,7 @@ def plan(options, volumes, instances, snapshots, now, selected_instance_ids=()):
     copied; with ``crash_consistent`` they get one multi-volume set each).
 
     Each action carries ``since``: its due volumes -> their due threshold (ISO 8601, see ``_due_status``).
+    Its tags carry ``PERIOD_TAG`` and, with ``run_id``, ``RUN_TAG=run_id``.
     Returns a ``Plan``; raises ``PolicyError`` when a rendered name, description or tag set is invalid.
     """
     now = schedule.require_aware(now, "now").astimezone(schedule.UTC)
@@ -586,6 +629,7 @@ def plan(options, volumes, instances, snapshots, now, selected_instance_ids=()):
             action["since"] = {view.volume_id: _iso(status[view.volume_id][3])}
             actions.append(action)
 
+    _mark(actions, {view.volume_id: view.latest for view in views if view.latest}, run_id)
     covered = {volume_id for action in actions for volume_id in action["volume_ids"]}
     not_due = [_not_due_item(view, status[view.volume_id][1], status[view.volume_id][2])
                for view in views if not status[view.volume_id][0] and view.volume_id not in covered]
@@ -678,8 +722,9 @@ def build_diff(the_plan, created):
 
 def build_result(the_plan, created, superseded, failed):
     """The module result (without ``diff``): what was created, superseded, not due, matched, excluded, failed."""
+    cleaned = any(item.get("reason") == "leftover" and item["status"] in ("removed", "planned") for item in superseded)
     return dict(
-        changed=bool(created),
+        changed=bool(created) or cleaned,
         created=created,
         superseded=superseded,
         not_due=the_plan.not_due,
@@ -717,7 +762,64 @@ def _key(snap):
     return (_start_time(snap), snap["SnapshotId"])
 
 
-def rival_of(action, ours, snapshots, policy_name):
+def snapshot_key(snap):
+    """The order of snapshots of one period: ``(StartTime, SnapshotId)``, oldest first."""
+    return _key(snap)
+
+
+def period_duplicates(snapshots, policy_name, volume_ids=None, include_sets=False):
+    """Duplicates of one due period: ``{snapshot_id: the snapshot that stays}``.
+
+    Among this policy's snapshots that count (``counts_for_volume``), those of one volume with the same
+    ``PERIOD_TAG`` were made by runs that read the same state (overlapping runs, a run killed before its own
+    check, a retried CreateSnapshot): the oldest by ``(StartTime, SnapshotId)`` stays, as in ``rival_of``, so
+    every run that looks agrees on which one stays, and the others are duplicates. ``volume_ids``: only these
+    volumes (``None``: all). Members of crash-consistent sets are left out unless ``include_sets`` (removing one
+    member of a set would break the set; a prune only needs to know not to count them).
+    """
+    groups = {}
+    for snap in snapshots:
+        volume_id = counts_for_volume(snap, policy_name)
+        marker = (snap.get("tags") or {}).get(PERIOD_TAG)
+        if volume_id is None or not marker or (volume_ids is not None and volume_id not in volume_ids):
+            continue
+        if marker.startswith(SET_MARKER_PREFIX) and not include_sets:
+            continue
+        groups.setdefault((volume_id, marker), []).append(snap)
+    result = {}
+    for members in groups.values():
+        members.sort(key=_key)
+        for duplicate in members[1:]:
+            result[duplicate["SnapshotId"]] = members[0]
+    return result
+
+
+def leftover_items(duplicates, status):
+    """``superseded`` items (reason ``leftover``) for ``period_duplicates`` found by a run: one per kept snapshot."""
+    by_keeper = {}
+    for snapshot_id, keeper in sorted(duplicates.items()):
+        by_keeper.setdefault(keeper["SnapshotId"], (keeper, []))[1].append(snapshot_id)
+    return [{
+        "kind": VOLUME,
+        "volume_ids": [keeper.get("VolumeId")],
+        "instance_id": None,
+        "snapshot_ids": ids,
+        "kept_snapshot_id": keeper["SnapshotId"],
+        "kept_start_time": _iso(_start_time(keeper)),
+        "status": status,
+        "reason": "leftover",
+    } for keeper, ids in by_keeper.values()]
+
+
+def ours_by_run(action, snapshots, run_id, policy_name):
+    """The snapshots of ``action``'s volumes that carry this run's ``RUN_TAG`` (oldest first)."""
+    volumes = set(action["volume_ids"])
+    ours = [snap for snap in snapshots if run_id and (snap.get("tags") or {}).get(RUN_TAG) == run_id
+            and counts_for_volume(snap, policy_name) in volumes]
+    return sorted(ours, key=_key)
+
+
+def rival_of(action, ours, snapshots, policy_name, run_id=None):
     """The snapshot that makes this run's new snapshots of ``action`` redundant, or ``None``.
 
     ``ours``: the snapshots this run just made for ``action`` (CreateSnapshot(s) answers or fresh reads).
@@ -737,6 +839,7 @@ def rival_of(action, ours, snapshots, policy_name):
     our_ids = {snap["SnapshotId"] for snap in ours}
     if not our_ids:
         return None
+    snapshots = [snap for snap in snapshots if not run_id or (snap.get("tags") or {}).get(RUN_TAG) != run_id]
     since = {volume_id: datetime.fromisoformat(value) for volume_id, value in (action.get("since") or {}).items() if value}
     oldest_by_volume = {}
     for snap in snapshots:
@@ -751,8 +854,11 @@ def rival_of(action, ours, snapshots, policy_name):
     return rival if _key(rival) < min(_key(snap) for snap in ours) else None
 
 
-def superseded_item(action, ours, rival, status="removed", error=None):
-    """A ``superseded`` result item: this run's redundant snapshots of ``action`` and the older one that stays."""
+def superseded_item(action, ours, rival, status="removed", error=None, reason="overlap"):
+    """A ``superseded`` result item: this run's redundant snapshots of ``action`` and the older one that stays.
+
+    ``reason``: ``overlap`` (another run's older snapshot of the period stays) or ``retry`` (a CreateSnapshot
+    retried after a lost answer made a second snapshot; this run's first one stays)."""
     item = {
         "kind": action["kind"],
         "volume_ids": list(action["volume_ids"]),
@@ -761,6 +867,7 @@ def superseded_item(action, ours, rival, status="removed", error=None):
         "kept_snapshot_id": rival["SnapshotId"],
         "kept_start_time": _iso(_start_time(rival)),
         "status": status,
+        "reason": reason,
     }
     if error:
         item["error"] = error

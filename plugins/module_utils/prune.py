@@ -14,8 +14,9 @@ import email.utils
 import re
 from dataclasses import dataclass
 from datetime import timedelta, timezone
+from typing import Optional
 
-from ansible_collections.blockwise.ebs.plugins.module_utils import fleet, retention
+from ansible_collections.blockwise.ebs.plugins.module_utils import fleet, policy as policy_core, retention, schedule
 from ansible_collections.blockwise.ebs.plugins.module_utils.policy import POLICY_TAG
 from ansible_collections.blockwise.ebs.plugins.module_utils.templates import TemplateError, check_tag_key
 
@@ -61,6 +62,9 @@ class PruneOptions:
     fail_on_deletion_error: bool
     copy_regions: tuple = ()
     copy_accounts: tuple = ()
+    frequency: Optional[schedule.Frequency] = None
+    grace: Optional[timedelta] = None
+    planned_snapshots: tuple = ()
 
     @property
     def snapshot_filters(self):
@@ -88,6 +92,36 @@ def check_copy_targets(copy_regions, copy_accounts, known_regions=None):
         if not _ACCOUNT_RE.match(account):
             raise PruneError("copy_accounts: %r is not a 12-digit AWS account id" % (account,))
     return regions, accounts
+
+
+def check_schedule(params):
+    """``(frequency, grace)`` of the policy whose snapshots are pruned (``None``s without ``frequency``)."""
+    text = params.get("frequency")
+    if text is None or (isinstance(text, str) and not text.strip()):
+        if params.get("grace") not in (None, ""):
+            raise PruneError("grace needs frequency (the schedule whose grace it is)")
+        return None, None
+    zone = params.get("frequency_timezone") or "UTC"
+    try:
+        schedule.get_zone(zone)
+        frequency = schedule.parse_frequency(text, zone)
+    except schedule.MissingLibraryError:
+        raise
+    except ValueError as exc:
+        raise PruneError("frequency: %s" % exc) from exc
+    try:
+        return frequency, policy_core.parse_grace(params.get("grace"), frequency)
+    except policy_core.PolicyError as exc:
+        raise PruneError(str(exc)) from exc
+
+
+def check_planned(planned):
+    """``planned_snapshots``: volume ids (``vol-...``), once each, in order."""
+    result = tuple(dict.fromkeys(planned or ()))
+    for volume_id in result:
+        if not isinstance(volume_id, str) or not volume_id.startswith("vol-") or volume_id == DIRECT_API_VOLUME:
+            raise PruneError("planned_snapshots: %r is not the id of a volume (vol-...)" % (volume_id,))
+    return result
 
 
 def options_from_params(params, known_regions=None):
@@ -140,6 +174,10 @@ def options_from_params(params, known_regions=None):
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
         raise PruneError("max_concurrency must be between 1 and %d, got %r" % (MAX_CONCURRENCY, concurrency))
     copy_regions, copy_accounts = check_copy_targets(params.get("copy_regions"), params.get("copy_accounts"), known_regions)
+    frequency, grace = check_schedule(params)
+    planned = check_planned(params.get("planned_snapshots"))
+    if planned and not policy:
+        raise PruneError("planned_snapshots needs policy (the policy whose run takes them)")
     return PruneOptions(
         policy=policy or "",
         filters=dict(filters),
@@ -151,6 +189,9 @@ def options_from_params(params, known_regions=None):
         fail_on_deletion_error=params.get("fail_on_deletion_error", True) is not False,
         copy_regions=copy_regions,
         copy_accounts=copy_accounts,
+        frequency=frequency,
+        grace=grace,
+        planned_snapshots=planned,
     )
 
 
@@ -191,6 +232,7 @@ class PrunePlan:
     decisions: list
     held: dict
     tag_counts: dict
+    overdue: dict = None
 
     def of(self, action):
         """The decisions with ``action`` (``keep``, ``delete`` or ``protect``)."""
@@ -223,6 +265,48 @@ def copy_protections(pending_copies, shared, region):
     return {snapshot_id: list(dict.fromkeys(items)) for snapshot_id, items in reasons.items()}
 
 
+PLANNED_ID = "(new snapshot of %s)"
+REASON_DUPLICATE = "duplicate-of:%s"
+
+
+def planned_items(options, now, account_id=None):
+    """The snapshots the same run takes first (check mode), as completed snapshots started ``now``: the prediction
+    then matches a real run whose new snapshots have completed when it prunes (one still pending at that time is
+    protected and not counted, so the real run deletes less, never more)."""
+    tags = {POLICY_TAG: options.policy}
+    return [{"SnapshotId": PLANNED_ID % volume_id, "VolumeId": volume_id, "StartTime": now, "State": retention.COMPLETED,
+             "OwnerId": account_id, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()], "tags": dict(tags)}
+            for volume_id in options.planned_snapshots]
+
+
+def duplicate_protections(snapshot_items):
+    """snapshot_id -> [``duplicate-of:<kept>``]: duplicates of one due period (``policy.period_duplicates``, per policy
+    tag) are one generation; the copies a policy run removes are never counted (nor deleted) by a prune."""
+    names = sorted({(item.get("tags") or {}).get(POLICY_TAG) for item in snapshot_items} - {None})
+    reasons = {}
+    for name in names:
+        for snapshot_id, kept in policy_core.period_duplicates(snapshot_items, name, include_sets=True).items():
+            reasons[snapshot_id] = [REASON_DUPLICATE % kept["SnapshotId"]]
+    return reasons
+
+
+def overdue_groups(snapshot_items, options, now):
+    """group -> the start time of its newest snapshot, for the volumes whose policy snapshot is overdue.
+
+    Needs ``options.frequency``; read from AWS's state (this policy's completed and pending snapshots of each volume,
+    ``policy.latest_snapshots``). ``keep_within`` of such a group counts back from its last backup, not from now: a
+    prune-only job never deletes by age the last good backups of a volume whose snapshots have stopped."""
+    if options.frequency is None or not options.policy:
+        return {}
+    result = {}
+    for volume_id, latest in policy_core.latest_snapshots(snapshot_items, options.policy).items():
+        start = policy_core.snapshot_key(latest)[0]
+        grace = options.grace if options.grace is not None else schedule.default_grace(options.frequency, now)
+        if schedule.is_due(options.frequency, now, start, grace)[0]:
+            result[volume_id] = start
+    return result
+
+
 def plan(snapshot_items, images, volume_tags, options, now, account_id=None, extra_protections=None):
     """Decide every snapshot of the scope.
 
@@ -232,6 +316,7 @@ def plan(snapshot_items, images, volume_tags, options, now, account_id=None, ext
     as ``owner:<id>``), or ``None`` when unknown. ``extra_protections``: snapshot_id -> reasons decided
     from other reads (``copy_protections``).
     """
+    snapshot_items = list(snapshot_items) + planned_items(options, now, account_id)
     snaps = [retention.Snapshot.from_api(item) for item in snapshot_items]
     protected = retention.protections(
         snaps,
@@ -240,11 +325,14 @@ def plan(snapshot_items, images, volume_tags, options, now, account_id=None, ext
         scope=options.in_scope,
         owner_id=account_id,
     )
-    for snapshot_id, reasons in (extra_protections or {}).items():
+    for snapshot_id, reasons in list((extra_protections or {}).items()) + list(duplicate_protections(snapshot_items).items()):
         protected.setdefault(snapshot_id, []).extend(reasons)
     by_volume, held = retention.volume_policies(options.retention, volume_tags or {}, options.retention_tag)
-    decisions = retention.decide(snaps, options.retention, now, protected=protected, policy_by_volume=by_volume, held_volumes=held)
-    return PrunePlan(decisions=decisions, held=held, tag_counts={volume_id: rules.keep_last for volume_id, rules in by_volume.items()})
+    overdue = overdue_groups(snapshot_items, options, now)
+    decisions = retention.decide(snaps, options.retention, now, protected=protected, policy_by_volume=by_volume, held_volumes=held,
+                                 now_by_group=overdue)
+    return PrunePlan(decisions=decisions, held=held, tag_counts={volume_id: rules.keep_last for volume_id, rules in by_volume.items()},
+                     overdue={volume_id: start.astimezone(timezone.utc).isoformat() for volume_id, start in overdue.items()})
 
 
 def circuit_breaker(the_plan, max_deletions):
@@ -305,6 +393,8 @@ def build_result(the_plan, outcomes=None, check_mode=False, blocked=False):
             counts["keep_last"] = the_plan.tag_counts[volume_id]
         if volume_id in the_plan.held:
             counts["held"] = the_plan.held[volume_id]
+        if volume_id in (the_plan.overdue or {}):
+            counts["overdue_last_snapshot"] = the_plan.overdue[volume_id]
     result = {
         "changed": bool(deleted),
         "deleted": deleted,

@@ -362,11 +362,13 @@ def protections(snapshots, image_snapshot_ids=None, protect_tag_key=PROTECT_TAG,
 
     Reasons, in this order: the state when not ``completed`` (``pending``, ``error``), ``ami:<image_id>``
     for each image in ``image_snapshot_ids`` (snapshot_id -> image ids) that the snapshot backs,
-    ``protect-tag`` when the snapshot has the tag ``protect_tag_key`` (any value; ``None``/``""`` turns the
-    check off), ``owner:<id>`` when ``owner_id`` is given and the snapshot belongs to another account,
+    ``protect-tag`` when the snapshot has the collection's own ``blockwise:protect`` tag or the tag
+    ``protect_tag_key`` (any value; a custom key adds to ``blockwise:protect``, it never replaces it, and
+    ``None``/``""`` adds nothing), ``owner:<id>`` when ``owner_id`` is given and the snapshot belongs to another account,
     and ``out-of-scope`` when ``scope`` (a callable taking a ``Snapshot``) returns false.
     """
     image_snapshot_ids = image_snapshot_ids or {}
+    protect_keys = {PROTECT_TAG} | ({protect_tag_key} if protect_tag_key else set())
     result = {}
     for snap in snapshots:
         reasons = []
@@ -374,7 +376,7 @@ def protections(snapshots, image_snapshot_ids=None, protect_tag_key=PROTECT_TAG,
             reasons.append(snap.state)
         for image_id in sorted(image_snapshot_ids.get(snap.snapshot_id) or ()):
             reasons.append("ami:%s" % image_id)
-        if protect_tag_key and protect_tag_key in (snap.tags or {}):
+        if protect_keys & set(snap.tags or {}):
             reasons.append(REASON_PROTECT_TAG)
         if owner_id is not None and snap.owner_id is not None and snap.owner_id != owner_id:
             reasons.append("owner:%s" % snap.owner_id)
@@ -496,7 +498,7 @@ def _decide_group(group, members, policy, now, protected, in_scope, held):
     return decisions
 
 
-def decide(snapshots, policy, now, protected=None, in_scope=None, policy_by_volume=None, held_volumes=None):
+def decide(snapshots, policy, now, protected=None, in_scope=None, policy_by_volume=None, held_volumes=None, now_by_group=None):
     """Decide, for every snapshot, ``keep``, ``delete`` or ``protect``, with reasons.
 
     ``snapshots``: iterable of ``Snapshot`` (unique ids, aware start times). ``policy``: the base
@@ -505,6 +507,8 @@ def decide(snapshots, policy, now, protected=None, in_scope=None, policy_by_volu
     ``Snapshot`` or a collection of snapshot ids; others are protected as ``out-of-scope``.
     ``policy_by_volume``: volume_id -> ``RetentionPolicy`` replacing ``policy`` for that volume.
     ``held_volumes``: volume ids (or volume_id -> message) whose snapshots are all protected.
+    ``now_by_group``: group -> aware datetime that ``keep_within`` counts back from instead of ``now`` (for a
+    group whose backups stopped: its age rule counts from its last backup, so it never loses more by waiting).
 
     Snapshots are grouped by ``group_of``; those without a known lineage are protected (``no-lineage``).
     Returns one ``Decision`` per snapshot, ordered by group, then newest first.
@@ -514,10 +518,12 @@ def decide(snapshots, policy, now, protected=None, in_scope=None, policy_by_volu
     now = require_aware(now, "now").astimezone(UTC)
     policy_by_volume = policy_by_volume or {}
     held_volumes = held_volumes or ()
+    now_by_group = now_by_group or {}
     groups = _group_snapshots(snapshots)
     decisions = []
     for group in sorted(groups):
-        decisions.extend(_decide_group(group, groups[group], policy_by_volume.get(group, policy), now, protected or {},
+        group_now = min(now, require_aware(now_by_group[group], "now of %s" % group)) if group in now_by_group else now
+        decisions.extend(_decide_group(group, groups[group], policy_by_volume.get(group, policy), group_now, protected or {},
                                        in_scope, group in held_volumes))
     return decisions
 

@@ -31,6 +31,11 @@ description:
     seconds, reads the policy's snapshots of those volumes again and removes its own new snapshot when another run's
     older snapshot of the same due period exists; the oldest one stays. The run lists what it removed under
     RV(superseded) and reports only the snapshots it leaves under RV(created)."
+  - "That check is a fast path: EC2 may list a new snapshot late and a run may be killed before its check. Every
+    snapshot carries C(blockwise:run) (the run) and C(blockwise:due-after) (the due period it fills), and every run
+    also removes the extra snapshots of one selected volume with the same C(blockwise:due-after) that earlier runs
+    left, keeping the oldest (RV(superseded), reason V(leftover)). A retried request whose first answer was lost is
+    found by C(blockwise:run): the run keeps its first snapshot, removes the retry's and reports the first as created."
   - In check mode nothing is created; RV(created) lists exactly what would be created (volume, name, description and
     tags) and RV(not_due) when each other volume is next due. With C(--diff), the newest snapshot of each volume
     before and after.
@@ -151,6 +156,9 @@ options:
     description:
       - Wait until every created snapshot is C(completed) (one C(DescribeSnapshots) pass per poll for all of them).
       - The task fails if a snapshot ends in state C(error) or O(wait_timeout) passes first.
+      - "The task also fails if a created snapshot no longer exists (deleted by someone else while the task waited):
+        EC2's answer is what counts, so such a snapshot gets the state C(missing) and is never reported as completed.
+        A snapshot that is not listed is polled again a few times first (EC2 may list a new snapshot late)."
     type: bool
     default: false
   wait_timeout:
@@ -265,7 +273,9 @@ created:
       type: dict
       sample: {"Name": "web-1_vol-0123456789abcdef0_daily", "blockwise:policy": "daily"}
     state:
-      description: The snapshot state reported by EC2 (C(pending), or C(completed) with O(wait=true)); null in check mode.
+      description:
+        - The snapshot state reported by EC2 (C(pending), or C(completed) with O(wait=true)); null in check mode.
+        - V(missing) with O(wait=true) when the snapshot no longer exists (the task then fails).
       type: str
     start_time:
       description: The snapshot start time (ISO 8601, UTC); null in check mode.
@@ -276,8 +286,9 @@ created:
 superseded:
   description:
     - Snapshots this run created and removed again because another run of the same policy, running at the same time,
-      had already taken an older snapshot of the same volume in the same due period (which stays). Empty unless runs
-      overlapped.
+      had already taken an older snapshot of the same volume in the same due period (which stays; RV(superseded[].reason)
+      V(overlap)), or because a retried request made a second snapshot (V(retry)); and duplicates of one due period that
+      earlier runs left, removed by this run (V(leftover); V(planned) in check mode). Empty unless runs overlapped.
   returned: always
   type: list
   elements: dict
@@ -293,17 +304,22 @@ superseded:
       description: V(volume) or V(instance).
       type: str
     snapshot_ids:
-      description: This run's snapshots that were removed.
+      description: The snapshots that were removed (this run's, or an earlier run's for V(leftover)).
       type: list
       elements: str
     kept_snapshot_id:
-      description: The other run's older snapshot of the same period, which stays.
+      description: The oldest snapshot of the same period, which stays.
       type: str
     kept_start_time:
       description: Its start time (ISO 8601, UTC).
       type: str
     status:
-      description: V(removed), or V(failed) when the removal failed (then RV(errors) says why and the task fails).
+      description:
+        - V(removed), V(planned) (check mode), or V(failed) when the removal failed (then RV(errors) says why and the task
+          fails).
+      type: str
+    reason:
+      description: V(overlap), V(retry) or V(leftover) (see above).
       type: str
 not_due:
   description: The selected volumes that are not due, with their newest policy snapshot and when they are next due.
@@ -362,6 +378,7 @@ summary:
 """
 
 import time
+import uuid
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import missing_required_lib
@@ -373,6 +390,10 @@ from ansible_collections.blockwise.ebs.plugins.module_utils import policy as cor
 from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
 
 POLL_SECONDS = 15
+# A created snapshot that a poll does not list is polled this many more times (MISSING_POLL_SECONDS apart) before it
+# counts as gone: EC2 may list a new snapshot late, and a deleted one is never listed again.
+MISSING_POLLS = 3
+MISSING_POLL_SECONDS = 5
 
 
 class InputError(Exception):
@@ -419,80 +440,140 @@ def read_policy_snapshots_of(ec2, options, volume_ids):
     return snapshots
 
 
-def remove_duplicates(ec2, options, done):
-    """After creating: remove this run's snapshots that another run's older snapshot of the same period makes
-    redundant. ``done``: ``[(action, response)]``. Returns ``(kept, superseded, failed)``, ``kept`` like ``done``."""
-    if not done:
-        return [], [], []
+NOT_FOUND_CODES = ("InvalidSnapshot.NotFound",)
+
+
+def delete_snapshots(ec2, snapshot_ids):
+    """Delete ``snapshot_ids``: the errors (``"id: message"``); one already gone (another run removed it) is no error."""
+    errors = []
+    for snapshot_id in snapshot_ids:
+        try:
+            ec2.delete_snapshot(SnapshotId=snapshot_id, aws_retry=True)
+        except aws.AWS_ERRORS as e:
+            if aws.error_code(e) not in NOT_FOUND_CODES:
+                errors.append("{0}: {1}".format(snapshot_id, aws.error_message(e)))
+    return errors
+
+
+def keep_first_of_ours(ec2, action, response, fresh, run_id, policy_name):
+    """A CreateSnapshot retried after a lost answer made two snapshots: keep this run's oldest, remove the others.
+
+    Returns ``(response, superseded_items, failed_items)``; ``response`` describes the snapshot kept (a crash-consistent
+    set is kept as answered: its members cannot be told apart from another attempt's, nothing is removed)."""
+    if action["kind"] != core.VOLUME:
+        return response, [], []
+    ours = core.ours_by_run(action, fresh, run_id, policy_name)
+    answered = [response] if response and response.get("SnapshotId") else []
+    ours = sorted({snap["SnapshotId"]: snap for snap in ours + answered}.values(), key=core.snapshot_key) if ours else answered
+    if len(ours) < 2:
+        return (ours[0] if ours else response), [], []
+    first, extra = ours[0], ours[1:]
+    errors = delete_snapshots(ec2, [snap["SnapshotId"] for snap in extra])
+    item = core.superseded_item(action, extra, first, "failed" if errors else "removed", "; ".join(errors) or None, reason="retry")
+    failed = [core.failed_item(action, "could not remove the snapshot of a retried request (kept): " + "; ".join(errors))] if errors else []
+    return first, [item], failed
+
+
+def remove_duplicates(ec2, options, done, lost, run_id):
+    """After creating: keep one snapshot per request of this run, and remove those that another run's older snapshot of
+    the same period makes redundant. ``done``: ``[(action, response)]``; ``lost``: actions whose request failed (its
+    answer may have been lost after EC2 made the snapshot). Returns ``(kept, superseded, failed, found)``: ``kept`` like
+    ``done``, ``found`` the ``lost`` actions whose snapshot was found after all."""
+    if not done and not lost:
+        return [], [], [], []
     time.sleep(core.DUPLICATE_CHECK_SECONDS)
-    fresh = read_policy_snapshots_of(ec2, options, [v for action, dummy in done for v in action["volume_ids"]])
+    fresh = read_policy_snapshots_of(ec2, options, [v for action in [a for a, dummy in done] + lost for v in action["volume_ids"]])
+    found = [action for action in lost if action["kind"] == core.VOLUME and core.ours_by_run(action, fresh, run_id, options.name)]
     kept, superseded, failed = [], [], []
-    for action, response in done:
+    for action, response in done + [(action, None) for action in found]:
+        response, retried, problems = keep_first_of_ours(ec2, action, response, fresh, run_id, options.name)
+        superseded.extend(retried)
+        failed.extend(problems)
         ours = response.get("Snapshots") if action["kind"] == core.INSTANCE else [response]
         ours = [snap for snap in ours or [] if snap.get("SnapshotId")]
-        rival = core.rival_of(action, ours, fresh, options.name)
+        rival = core.rival_of(action, ours, fresh, options.name, run_id)
         if rival is None:
             kept.append((action, response))
             continue
-        errors = []
-        for snap in ours:
-            try:
-                ec2.delete_snapshot(SnapshotId=snap["SnapshotId"], aws_retry=True)
-            except aws.AWS_ERRORS as e:
-                errors.append("{0}: {1}".format(snap["SnapshotId"], aws.error_message(e)))
+        errors = delete_snapshots(ec2, [snap["SnapshotId"] for snap in ours])
         if errors:
             kept.append((action, response))
             failed.append(core.failed_item(action, "could not remove this run's duplicate of {0} (kept): {1}".format(
                 rival["SnapshotId"], "; ".join(errors))))
         superseded.append(core.superseded_item(action, ours, rival, "failed" if errors else "removed", "; ".join(errors) or None))
-    return kept, superseded, failed
+    return kept, superseded, failed, found
 
 
-def carry_out(module, ec2, options, the_plan, workers):
-    """Create what the plan says, then remove what a simultaneous run made redundant.
+def remove_leftovers(module, ec2, options, snapshots, the_plan):
+    """Duplicates of one period that earlier runs left (a run killed before its check, EC2 listing a snapshot late):
+    removed (planned in check mode), the oldest staying. Returns ``(superseded_items, failed_items)``."""
+    duplicates = core.period_duplicates(snapshots, options.name, volume_ids=set(the_plan.matched))
+    if module.check_mode or not duplicates:
+        return core.leftover_items(duplicates, "planned"), []
+    items, failed = [], []
+    for item in core.leftover_items(duplicates, "removed"):
+        errors = delete_snapshots(ec2, item["snapshot_ids"])
+        if errors:
+            item.update(status="failed", error="; ".join(errors))
+            failed.append({"kind": core.VOLUME, "volume_ids": item["volume_ids"], "instance_id": None, "name": "",
+                           "error": "could not remove a duplicate of {0}: {1}".format(item["kept_snapshot_id"], item["error"])})
+        items.append(item)
+    return items, failed
+
+
+def carry_out(module, ec2, options, the_plan, workers, run_id):
+    """Create what the plan says, then remove what a simultaneous run (or a retried request) made redundant.
 
     Returns ``(created, superseded, failed)``; in check mode ``created`` lists what would be created.
     """
     if module.check_mode:
         return [item for action in the_plan.actions for item in core.created_items(action)], [], []
-    done, failed = [], []
+    done, failed, lost = [], [], []
     for action, response, error in fleet.run_bounded(lambda a: create(ec2, a), the_plan.actions, workers):
         if error is not None:
             failed.append(core.failed_item(action, aws.exception_text(error)))
+            lost.append(action)
         else:
             done.append((action, response))
     try:
-        kept, superseded, problems = remove_duplicates(ec2, options, done)
+        kept, superseded, problems, found = remove_duplicates(ec2, options, done, lost, run_id)
     except aws.AWS_ERRORS as e:
-        kept, superseded = done, []
+        kept, superseded, found = done, [], []
         problems = [core.failed_item(action, "created, but could not check for a simultaneous run's snapshot: {0}".format(
             aws.error_message(e))) for action, dummy in done]
+    failed = [item for item, action in zip(failed, lost) if action not in found]
     created = [item for action, response in kept for item in core.created_items(action, response)]
     return created, superseded, failed + problems
 
 
 def wait_until_completed(ec2, snapshot_ids, timeout):
-    """Poll the new snapshots (one batched pass per poll): ``(items, pending_ids, error_ids)``."""
+    """Poll the new snapshots (one batched pass per poll): ``(items, pending_ids, error_ids, missing_ids)``."""
     deadline = time.monotonic() + timeout
+    misses = 0
     while True:
         items = fleet.read_snapshots(ec2, snapshot_ids=snapshot_ids)
         pending, errors = core.snapshot_states(items)
+        missing = core.missing_ids(snapshot_ids, [item["SnapshotId"] for item in items])
+        misses = misses + 1 if missing else 0
         remaining = deadline - time.monotonic()
-        if not pending or remaining <= 0:
-            return items, pending, errors
-        time.sleep(min(POLL_SECONDS, remaining))
+        if (not pending and (not missing or misses > MISSING_POLLS)) or remaining <= 0:
+            return items, pending, errors, missing
+        time.sleep(min(MISSING_POLL_SECONDS if missing else POLL_SECONDS, remaining))
 
 
 def wait_for(ec2, params, created):
     """With ``wait``: poll the created snapshots and update their state; the problem to fail with, or None."""
     ids = [item["snapshot_id"] for item in created if item["snapshot_id"]]
     try:
-        items, pending, errors = wait_until_completed(ec2, ids, params["wait_timeout"])
+        items, pending, errors, missing = wait_until_completed(ec2, ids, params["wait_timeout"])
     except aws.AWS_ERRORS as e:
         return "Could not poll the new snapshots: {0}".format(aws.exception_text(e))
     states = {item["SnapshotId"]: item.get("State") for item in items}
     for item in created:
-        item["state"] = states.get(item["snapshot_id"], item["state"])
+        # EC2's answer is what counts: a snapshot it no longer lists is missing, never completed.
+        item["state"] = states.get(item["snapshot_id"], core.MISSING_STATE if item["snapshot_id"] in missing else item["state"])
+    if missing:
+        return "{0} new snapshot(s) no longer exist (deleted while the task waited): {1}".format(len(missing), ", ".join(missing))
     if errors:
         return "{0} new snapshot(s) ended in state error: {1}".format(len(errors), ", ".join(errors))
     if pending:
@@ -538,14 +619,17 @@ def main():
     workers = params["max_concurrency"]
     ec2 = aws.client(module, "ec2", workers=workers)
     now = datetime.now(timezone.utc)
+    run_id = uuid.uuid4().hex
     try:
         volumes, instances, selected_ids, snapshots = read_region(ec2, options)
-        plan = core.plan(options, volumes, instances, snapshots, now, selected_ids)
+        plan = core.plan(options, volumes, instances, snapshots, now, selected_ids, run_id=run_id)
     except (InputError, core.PolicyError) as e:
         module.fail_json(msg=str(e))
     except aws.AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Could not read the volumes, instances and snapshots of policy {0}".format(options.name))
-    created, superseded, failed = carry_out(module, ec2, options, plan, workers)
+    leftovers, leftover_problems = remove_leftovers(module, ec2, options, snapshots, plan)
+    created, superseded, failed = carry_out(module, ec2, options, plan, workers, run_id)
+    superseded, failed = leftovers + superseded, leftover_problems + failed
 
     wait_problem = None
     if params["wait"] and created and not module.check_mode:

@@ -19,13 +19,20 @@ description:
     copy's volume id is arbitrary: such a snapshot without a lineage is held (protected as C(no-lineage)), never
     grouped with others and never deleted, because which disk it belongs to is unknown."
   - "Never deleted, whatever the rules: snapshots backing an AMI of the account (including disabled and deprecated
-    ones), snapshots that are not C(completed) (pending, error), snapshots tagged with O(protect_tag), snapshots of
+    ones), snapshots that are not C(completed) (pending, error), snapshots tagged C(blockwise:protect) or O(protect_tag), snapshots of
     another account, and snapshots outside the scope. These are checked before deleting, from the data read, not
     inferred from API errors."
   - "Copies in flight (M(blockwise.ebs.ebs_snapshot_copy)): with O(copy_regions), a snapshot whose copy is still
     C(pending) in one of those regions is protected as C(copy-pending:<region>); with O(copy_accounts), a snapshot
     still shared with one of those accounts is protected as C(copy-shared:<account>) (a cross-account copy may be in
     flight: unshare after the copy completed). Deleting the source of a pending copy makes the copy fail."
+  - "Duplicates of one due period (two overlapping policy runs, a run killed before its own check; they carry the same
+    C(blockwise:due-after) marker) are one generation: the oldest is counted, the others are protected as
+    C(duplicate-of:<snapshot id>) and never counted, because the next run of the policy removes them."
+  - "Overdue volumes: with O(frequency) (the policy's schedule), a volume whose newest snapshot of the policy (completed or
+    pending, read from AWS) is due or overdue is never pruned by age - C(keep_within) counts back from its newest
+    snapshot instead of now, so a prune-only job (C(steps: [prune])) never deletes the last good backups of a volume
+    whose snapshots have stopped. RV(volumes) shows C(overdue_last_snapshot) for such a volume, and the task warns."
   - "Circuit breaker: when the plan would delete more than O(max_deletions) snapshots, the task fails without deleting
     anything and says how many and why; the planned deletions are listed under RV(blocked)."
   - "The region is read once: the snapshots in scope (server-side filtered), the account's images, and, with
@@ -81,6 +88,31 @@ options:
       - Accounts that copy this account's snapshots (12-digit ids). For each, one
         C(DescribeSnapshots(OwnerIds=[self], RestorableByUserIds=[account])) finds the snapshots still shared with it;
         they are protected as C(copy-shared:<account>).
+    type: list
+    elements: str
+    default: []
+  frequency:
+    description:
+      - The schedule of the policy whose snapshots are pruned (as O(blockwise.ebs.ebs_snapshot_policy#module:frequency)),
+        to hold the volumes that are overdue (see above). Without it, the age rule counts from now for every volume.
+      - Requires O(policy).
+    type: str
+  grace:
+    description:
+      - The grace of that schedule (as O(blockwise.ebs.ebs_snapshot_policy#module:grace)). Requires O(frequency).
+    type: str
+  frequency_timezone:
+    description:
+      - The time zone of a cron O(frequency) (as O(blockwise.ebs.ebs_snapshot_policy#module:timezone)).
+    type: str
+    default: UTC
+  planned_snapshots:
+    description:
+      - Check mode only (ignored otherwise) - the volumes of which the same run takes a snapshot of O(policy) before this
+        prune (the C(created) items of M(blockwise.ebs.ebs_snapshot_policy) in check mode). Each is counted as a completed
+        snapshot started now (listed as V((new snapshot of vol-...))), so that an audit predicts what the real run
+        deletes. A new snapshot still pending when the real prune runs is protected and not counted, so the real run
+        then deletes less, never more.
     type: list
     elements: str
     default: []
@@ -235,7 +267,8 @@ blocked:
 volumes:
   description:
     - Per retention group (a volume id, or V(lineage:<value>)), how many snapshots are kept, deleted and protected;
-      C(keep_last) when O(retention_tag) set it, C(held) with the message when the tag value was invalid. Held
+      C(keep_last) when O(retention_tag) set it, C(held) with the message when the tag value was invalid,
+      C(overdue_last_snapshot) (the newest snapshot's start time) when the volume is overdue (O(frequency)). Held
       snapshots without a lineage are counted under their placeholder volume id V(vol-ffffffff).
   returned: always
   type: dict
@@ -338,17 +371,25 @@ def argument_spec():
         fail_on_deletion_error=dict(type="bool", default=True),
         copy_regions=dict(type="list", elements="str", default=[]),
         copy_accounts=dict(type="list", elements="str", default=[]),
+        frequency=dict(type="str"),
+        grace=dict(type="str"),
+        frequency_timezone=dict(type="str", default="UTC"),
+        planned_snapshots=dict(type="list", elements="str", default=[]),
     )
 
 
 def main():
-    module = aws.build_module(argument_spec(), required_one_of=[("policy", "filters")])
+    module = aws.build_module(argument_spec(), required_one_of=[("policy", "filters")], required_by={"frequency": "policy"})
+    params = dict(module.params)
+    if not module.check_mode:
+        params["planned_snapshots"] = []  # a real run reads its new snapshots from AWS
     try:
-        options = core.options_from_params(module.params, aws.known_regions())
+        options = core.options_from_params(params, aws.known_regions())
     except (core.PruneError, retention.RetentionError) as e:
         module.fail_json(msg=str(e))
     except schedule.MissingLibraryError as e:
-        module.fail_json(msg=missing_required_lib(e.library), exception=schedule.PYTIMEPARSE_IMPORT_ERROR)
+        error = schedule.CRONITER_IMPORT_ERROR if e.library == "croniter" else schedule.PYTIMEPARSE_IMPORT_ERROR
+        module.fail_json(msg=missing_required_lib(e.library), exception=error)
 
     ec2 = aws.client(module, "ec2", workers=options.max_concurrency)
     account_id, aws_date, warning = caller_identity(module)
@@ -365,7 +406,10 @@ def main():
     except aws.AWS_ERRORS as e:
         module.fail_json_aws(e, msg="Could not read the copies in flight (copy_regions, copy_accounts); nothing was deleted")
     plan = core.plan(snapshots, images, volume_tags, options, now, account_id, extra_protections=in_flight)
-    for message in list(plan.held.values())[:MAX_WARNINGS]:
+    overdue = ["{0} (newest snapshot {1})".format(volume_id, start) for volume_id, start in sorted((plan.overdue or {}).items())]
+    for message in list(plan.held.values())[:MAX_WARNINGS] + (
+            ["{0} volume(s) overdue for a snapshot of policy {1}: keep_within counts back from their newest snapshot: {2}".format(
+                len(overdue), options.policy, ", ".join(overdue[:MAX_WARNINGS]))] if overdue else []):
         module.warn(message)
 
     stop = core.circuit_breaker(plan, options.max_deletions)

@@ -162,9 +162,6 @@ def days_ago(days, hour=2):
 
 # ------------------------------------------------------------------------------------------ protections
 
-@pytest.mark.xfail(strict=True, reason=(
-    "protect_tag replaces blockwise:protect instead of adding to it: with protect_tag=DoNotDelete, a snapshot "
-    "tagged blockwise:protect by hand is deleted"))
 def test_a_custom_protect_tag_still_honours_the_collections_own_protect_tag(aws, playbook):  # noqa: F811
     """A user who adopts an older tool's protect tag (``protect_tag: DoNotDelete``) must not lose the snapshots
     tagged ``blockwise:protect`` by hand, as the AMI snapshot guide tells them to: the collection documents
@@ -197,10 +194,6 @@ PRUNE_STEP = "blockwise.ebs.snapshot_schedule : Prune by retention"
 PAUSED = {"name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d", "retention": {"keep_last": 1}}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a policy switched off with a string boolean (prune: 'false', enabled: 'false', as JSON/YAML text from a "
-    "survey or a template gives it) passes the role's type check (bool) but the role tests it for truth, "
-    "so the policy still runs and prunes: snapshots the user kept by switching the prune off are deleted"))
 @pytest.mark.parametrize("switch", [{"prune": "false"}, {"enabled": "false"}, {"prune": "no"}])
 def test_a_policy_switched_off_with_a_string_boolean_deletes_nothing(aws, playbook_file, switch):  # noqa: F811
     ec2 = aws.client("ec2")
@@ -222,9 +215,6 @@ def test_a_policy_switched_off_with_a_real_boolean_deletes_nothing(aws, playbook
     assert set(history) <= existing(ec2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "policies given as the text '[]' (a survey textarea) runs no policy at all and succeeds, while the list [] "
-    "runs the default 'daily' policy: the due volume gets no snapshot and the run reports success"))
 def test_policies_as_empty_text_is_the_same_as_the_empty_list(aws, playbook_file):  # noqa: F811
     ec2 = aws.client("ec2")
     vol, history = seeded_volume_with_history(aws, ec2, days=3)
@@ -262,10 +252,6 @@ def workdir(tmp_path, name):
     return path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a prune that runs while a simultaneous policy run has not yet removed its duplicate counts the duplicate: "
-    "keep_last 2 / minimum 2 keep today's two snapshots (one of which is about to be removed) and delete "
-    "yesterday's; after the other run removes its duplicate only 1 snapshot is left"))
 def test_a_prune_between_two_overlapping_runs_never_leaves_fewer_than_minimum(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -327,10 +313,6 @@ class ListingLag:
         return ElementTree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the duplicate check of overlapping runs relies on EC2 listing a new snapshot within 3 seconds; EC2 is "
-    "eventually consistent (AWS advises waits of seconds to minutes): with a listing lag of 8 s, two "
-    "simultaneous runs both keep their snapshot and two snapshots of one volume and period are left for good"))
 def test_overlapping_runs_leave_one_snapshot_when_ec2_lists_new_snapshots_late(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -376,10 +358,6 @@ def start_playbook(endpoint_url, tasks, path):
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a policy run killed between its CreateSnapshot and its duplicate check leaves its snapshot beside the "
-    "older one of the same period, and no later run removes it (they find the volume not due and never look): "
-    "two snapshots of one volume and period are left for good"))
 def test_a_run_killed_before_its_duplicate_check_leaves_no_duplicate_for_good(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -406,10 +384,6 @@ def test_a_run_killed_before_its_duplicate_check_leaves_no_duplicate_for_good(aw
     assert len(today) == 1, sorted(today)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a run whose CreateSnapshot answer is lost (HTTP 500 after EC2 made the snapshot) retries, removes the "
-    "retry's snapshot as a 'duplicate' of its own first one, and reports changed=false, created=[] and the "
-    "snapshot it made itself as another run's: the backup summary says 0 snapshots taken although one was"))
 def test_a_run_whose_create_answer_was_lost_reports_the_snapshot_it_made(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -443,10 +417,6 @@ def planned_and_done(out):
     return sorted(item["snapshot_id"] for item in res["deleted"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "backup --check (and the audit, which runs the same role in check mode) predicts the prune over today's snapshots without the snapshot the same run "
-    "takes first: with keep_last 3 it plans 2 deletions, the real run then deletes 3 (one snapshot more than "
-    "the audit showed)"))
 def test_backup_check_mode_predicts_exactly_what_the_real_run_deletes(aws, playbook_file):  # noqa: F811
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -487,9 +457,6 @@ def test_nonsense_retention_tag_values_hold_their_volume_and_unicode_digits_are_
 
 # ------------------------------------------------------------------------------------------ wait: true
 
-@pytest.mark.xfail(strict=True, reason=(
-    "wait: true reports success, changed and the snapshot under created (state as CreateSnapshot answered) for a "
-    "snapshot that no longer exists: the poll finds neither a pending nor an error snapshot and takes that for done"))
 def test_wait_never_reports_a_snapshot_that_vanished_as_created(aws, doors, tmp_path):
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})
@@ -510,10 +477,6 @@ def test_wait_never_reports_a_snapshot_that_vanished_as_created(aws, doors, tmp_
 
 # ------------------------------------------------------------------------------------------ split schedules
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with the split schedule docs/awx.md recommends (snapshot hourly, steps: [prune] daily), a policy whose "
-    "snapshots have failed for days is pruned by age all the same: keep_within deletes the last good backups down "
-    "to minimum, although the volume is overdue (the same-run guard of the backup role does not apply)"))
 def test_a_prune_only_job_never_prunes_an_overdue_policy_by_age(aws, playbook_file):  # noqa: F811
     ec2 = aws.client("ec2")
     vol = volume(ec2, {"backup": "yes"})

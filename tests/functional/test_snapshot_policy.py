@@ -47,6 +47,14 @@ def tags_of(item):
     return {tag["Key"]: tag["Value"] for tag in item.get("Tags", [])}
 
 
+MARKERS = ("blockwise:run", "blockwise:due-after")
+
+
+def without_markers(tags):
+    """The tags without the run and period markers every policy snapshot carries."""
+    return {key: value for key, value in tags.items() if key not in MARKERS}
+
+
 def instance(ec2, name, data_volumes=2, tags=None):
     """A running instance with a root volume (/dev/sda1) and ``data_volumes`` attached data volumes."""
     image = ec2.register_image(Name="img-" + name, RootDeviceName="/dev/sda1",
@@ -107,7 +115,9 @@ def test_creates_exactly_the_due_snapshots_then_nothing(aws, playbook):
     new = {sid: item for sid, item in after.items() if sid not in before}
     assert sorted(item["VolumeId"] for item in new.values()) == sorted([fresh, stale, failed])
     by_volume = {item["VolumeId"]: item for item in new.values()}
-    assert tags_of(by_volume[stale]) == {"Name": "stale Snap", POLICY_TAG: "daily", "CostCenter": "42"}
+    assert without_markers(tags_of(by_volume[stale])) == {"Name": "stale Snap", POLICY_TAG: "daily", "CostCenter": "42"}
+    assert len({tags_of(item)["blockwise:run"] for item in new.values()}) == 1  # one run
+    assert tags_of(by_volume[fresh])["blockwise:due-after"] == "none"  # its first snapshot
     assert by_volume[stale]["Description"] == "daily of " + stale
     created = {item["volume_id"]: item for item in res["created"]}
     assert created[stale]["snapshot_id"] == by_volume[stale]["SnapshotId"]
@@ -194,7 +204,7 @@ def test_instance_selection_names_from_instance_and_device(aws, playbook):
     assert created[data[0]]["name"] == "web-1_/dev/sdf_" + data[0]
     assert created[data[0]]["instance_id"] == instance_id and created[data[0]]["device"] == "/dev/sdf"
     assert res["excluded"] == [{"volume_id": root, "reason": "boot-volume"}]
-    snaps = {item["VolumeId"]: tags_of(item) for item in policy_snapshots(ec2).values()}
+    snaps = {item["VolumeId"]: without_markers(tags_of(item)) for item in policy_snapshots(ec2).values()}
     # instance tags, then volume tags (volume wins on Name but Name comes from the template)
     assert snaps[data[1]] == {"Environment": "prod", "Owner": "ops", "team": "db", "Name": "web-1_/dev/sdg_" + data[1], POLICY_TAG: "daily"}
     assert aws.mutating_calls() == {"ec2:CreateSnapshot": 2}

@@ -255,7 +255,8 @@ def test_names_descriptions_and_tags_of_a_volume_snapshot():
     first, second = the_plan.actions
     assert first["name"] == "web-1_vol-1_daily"
     assert first["description"] == "data Snap 2024-05-01"
-    assert first["tags"] == {"Environment": "prod", "Owner": "dba", "Name": "web-1_vol-1_daily", "CostCenter": "7", POLICY_TAG: "daily"}
+    assert first["tags"] == {"Environment": "prod", "Owner": "dba", "Name": "web-1_vol-1_daily", "CostCenter": "7", POLICY_TAG: "daily",
+                             policy.PERIOD_TAG: policy.NO_PREVIOUS}
     assert first["devices"] == {"vol-1": "/dev/sdf"} and first["instance_id"] == "i-1"
     # unattached, unnamed volume: empty variables render as ''
     assert second["name"] == "_vol-2_daily" and second["description"] == " Snap 2024-05-01"
@@ -321,6 +322,8 @@ def test_crash_consistent_one_set_per_instance_with_exclusions():
     assert sets[0]["instance_id"] == "i-1" and sets[0]["volume_ids"] == ["vol-11", "vol-12"]
     assert sets[0]["exclude_boot_volume"] is True and sets[0]["exclude_data_volume_ids"] == ["vol-13"]
     assert sets[0]["name"] == "db-1_2024-05-01"
+    marker = sets[0]["tags"].pop(policy.PERIOD_TAG)
+    assert marker.startswith(policy.SET_MARKER_PREFIX)
     assert sets[0]["tags"] == {"Environment": "prod", "Name": "db-1_2024-05-01", POLICY_TAG: "daily"}
     assert [action["volume_id"] for action in singles] == ["vol-30"]
     assert [item["volume_id"] for item in the_plan.not_due] == ["vol-20"]
@@ -445,4 +448,56 @@ def test_rival_of_a_set_only_on_its_due_members():
     assert policy.rival_of(both, other_set, ours + other_set, "daily") is None
     item = policy.superseded_item(action, ours, rival)
     assert item == {"kind": "instance", "volume_ids": ["vol-1", "vol-2"], "instance_id": "i-1", "snapshot_ids": ["snap-m", "snap-n"],
-                    "kept_snapshot_id": "snap-a", "kept_start_time": (NOW + timedelta(seconds=9)).isoformat(), "status": "removed"}
+                    "kept_snapshot_id": "snap-a", "kept_start_time": (NOW + timedelta(seconds=9)).isoformat(), "status": "removed",
+                        "reason": "overlap"}
+
+
+# --- period markers: duplicates of one due period -------------------------------------------------
+
+def _marked(snap_id, volume_id, seconds, marker, state="completed", run=None):
+    tags = {POLICY_TAG: "daily", policy.PERIOD_TAG: marker}
+    if run:
+        tags[policy.RUN_TAG] = run
+    return {"SnapshotId": snap_id, "VolumeId": volume_id, "StartTime": NOW + timedelta(seconds=seconds), "State": state, "tags": tags}
+
+
+def test_every_planned_snapshot_names_its_run_and_the_period_it_fills():
+    previous = _marked("snap-prev", "vol-1", -2 * 86400, policy.NO_PREVIOUS)
+    volumes = [{"VolumeId": "vol-1", "tags": {}, "Attachments": []}, {"VolumeId": "vol-2", "tags": {}, "Attachments": []}]
+    actions = policy.plan(options(), volumes, [], [previous], NOW, run_id="run-1").actions
+    tags = {action["volume_id"]: action["tags"] for action in actions}
+    assert tags["vol-1"][policy.PERIOD_TAG] == "snap-prev" and tags["vol-2"][policy.PERIOD_TAG] == policy.NO_PREVIOUS
+    assert {t[policy.RUN_TAG] for t in tags.values()} == {"run-1"}
+
+
+@pytest.mark.parametrize("key", [policy.RUN_TAG, policy.PERIOD_TAG])
+def test_the_markers_are_reserved(key):
+    with pytest.raises(policy.PolicyError, match="reserved"):
+        options(tags={key: "x"})
+
+
+def test_period_duplicates_keep_the_oldest_of_each_volume_and_period_whatever_the_order():
+    snaps = [
+        _marked("snap-b", "vol-1", 5, "snap-prev"), _marked("snap-a", "vol-1", 5, "snap-prev"),
+        _marked("snap-c", "vol-1", 1, "snap-prev", state="pending"),
+        _marked("snap-d", "vol-1", 0, "snap-older"),          # another period: no duplicate
+        _marked("snap-e", "vol-1", 0, "snap-prev", state="error"),  # does not count
+        _marked("snap-f", "vol-2", 9, "snap-prev"),           # another volume
+        _marked("snap-s1", "vol-3", 1, "set:abc"), _marked("snap-s2", "vol-3", 2, "set:abc"),
+    ]
+    for order in (snaps, list(reversed(snaps))):
+        duplicates = policy.period_duplicates(order, "daily")
+        assert {k: v["SnapshotId"] for k, v in duplicates.items()} == {"snap-a": "snap-c", "snap-b": "snap-c"}
+    assert set(policy.period_duplicates(snaps, "daily", include_sets=True)) == {"snap-a", "snap-b", "snap-s2"}
+    assert policy.period_duplicates(snaps, "daily", volume_ids={"vol-2"}) == {}
+    assert policy.period_duplicates(snaps, "weekly") == {}
+
+
+def test_a_runs_own_snapshots_are_never_its_rivals():
+    volumes = [{"VolumeId": "vol-1", "tags": {}, "Attachments": []}]
+    action = policy.plan(options(), volumes, [], [], NOW, run_id="run-1").actions[0]
+    first = _marked("snap-1", "vol-1", 1, policy.NO_PREVIOUS, run="run-1")
+    retry = _marked("snap-2", "vol-1", 3, policy.NO_PREVIOUS, run="run-1")
+    assert policy.rival_of(action, [retry], [first, retry], "daily") is first  # without the run id: a rival
+    assert policy.rival_of(action, [retry], [first, retry], "daily", run_id="run-1") is None
+    assert [s["SnapshotId"] for s in policy.ours_by_run(action, [retry, first], "run-1", "daily")] == ["snap-1", "snap-2"]

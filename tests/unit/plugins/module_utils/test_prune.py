@@ -222,3 +222,58 @@ def test_a_clock_far_ahead_keeps_what_keep_within_keeps_by_aws_time():
     skewed, dummy = prune.reference_time(NOW + timedelta(days=30), NOW.strftime("%a, %d %b %Y %H:%M:%S GMT"))
     assert not prune.plan(items, [], {}, opts, skewed, ACCOUNT).deletions
     assert len(prune.plan(items, [], {}, opts, NOW + timedelta(days=30), ACCOUNT).deletions) == 5  # what the local clock would do
+
+
+# --- one generation per due period, overdue volumes, the snapshots the same run takes -------------
+
+def _policy_snap(snap_id, volume_id, start, marker=None, state="completed"):
+    tags = {POLICY_TAG: "daily"}
+    if marker:
+        tags["blockwise:due-after"] = marker
+    return {"SnapshotId": snap_id, "VolumeId": volume_id, "StartTime": start, "State": state,
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()], "tags": tags}
+
+
+def _prune_options(**extra):
+    return prune.options_from_params(dict({"policy": "daily", "retention": {"keep_last": 2, "minimum": 2}}, **extra))
+
+
+def test_duplicates_of_one_period_are_one_generation_never_counted_nor_deleted():
+    now = datetime(2024, 5, 10, 12, tzinfo=timezone.utc)
+    items = [_policy_snap("snap-h%d" % day, "vol-1", now - timedelta(days=day), "snap-h%d" % (day + 1)) for day in (1, 2, 3)]
+    items += [_policy_snap("snap-a", "vol-1", now - timedelta(minutes=2), "snap-h1"),
+              _policy_snap("snap-b", "vol-1", now - timedelta(minutes=1), "snap-h1")]
+    the_plan = prune.plan(items, [], {}, _prune_options(), now)
+    actions = {d.snapshot_id: (d.action, d.reasons) for d in the_plan.decisions}
+    assert actions["snap-b"] == ("protect", ("duplicate-of:snap-a",))
+    assert actions["snap-a"][0] == "keep" and actions["snap-h1"][0] == "keep"  # keep_last 2: today's and yesterday's
+    assert {d.snapshot_id for d in the_plan.deletions} == {"snap-h2", "snap-h3"}
+
+
+def test_an_overdue_volume_is_never_pruned_by_age():
+    now = datetime(2024, 5, 10, 12, tzinfo=timezone.utc)
+    items = [_policy_snap("snap-%d" % day, "vol-1", now - timedelta(days=day)) for day in (4, 5, 6)]
+    items += [_policy_snap("snap-v2-%d" % day, "vol-2", now - timedelta(days=day, hours=-1)) for day in (1, 5, 6)]
+    rules = {"policy": "daily", "retention": {"keep_within": "3 days", "minimum": 1}}
+    blind = prune.plan(items, [], {}, prune.options_from_params(rules), now)
+    assert {d.snapshot_id for d in blind.deletions if d.volume_id == "vol-1"} == {"snap-5", "snap-6"}  # the finding
+    guarded = prune.plan(items, [], {}, prune.options_from_params(dict(rules, frequency="1d")), now)
+    deleted = {(d.volume_id, d.snapshot_id) for d in guarded.deletions}
+    assert not any(volume == "vol-1" for volume, dummy in deleted)  # overdue: counted from its newest (4 days ago)
+    assert {snap for volume, snap in deleted if volume == "vol-2"} == {"snap-v2-5", "snap-v2-6"}  # up to date: pruned by age
+    assert list(guarded.overdue) == ["vol-1"]
+    with pytest.raises(prune.PruneError, match="frequency"):
+        prune.options_from_params(dict(rules, frequency="every other day"))
+    with pytest.raises(prune.PruneError, match="grace needs frequency"):
+        prune.options_from_params(dict(rules, grace="5m"))
+
+
+def test_planned_snapshots_are_counted_as_taken_now():
+    now = datetime(2024, 5, 10, 12, tzinfo=timezone.utc)
+    items = [_policy_snap("snap-%d" % day, "vol-1", now - timedelta(days=day)) for day in (1, 2, 3, 4, 5)]
+    options = prune.options_from_params({"policy": "daily", "retention": {"keep_last": 3}, "planned_snapshots": ["vol-1"]})
+    the_plan = prune.plan(items, [], {}, options, now)
+    assert {d.snapshot_id for d in the_plan.deletions} == {"snap-3", "snap-4", "snap-5"}
+    assert "(new snapshot of vol-1)" in {d.snapshot_id for d in the_plan.of("keep")}
+    with pytest.raises(prune.PruneError, match="planned_snapshots"):
+        prune.options_from_params({"policy": "daily", "retention": {"keep_last": 3}, "planned_snapshots": ["snap-1"]})

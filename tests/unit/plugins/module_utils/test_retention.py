@@ -313,8 +313,9 @@ def test_protections_options():
         Snapshot("legacy", "vol-1", at(2024, 1, 3), tags={"blockwise:protect": "yes"}, owner_id="111111111111"),
     ]
     result = protections(snaps, protect_tag_key="keep-me", owner_id="111111111111", scope=lambda s: s.snapshot_id != "legacy")
-    assert result == {"mine": ["protect-tag"], "theirs": ["owner:222222222222"], "legacy": ["out-of-scope"]}
-    assert protections(snaps, protect_tag_key=None) == {}
+    # a custom protect tag adds to blockwise:protect, it never replaces it
+    assert result == {"mine": ["protect-tag"], "theirs": ["owner:222222222222"], "legacy": ["protect-tag", "out-of-scope"]}
+    assert protections(snaps, protect_tag_key=None) == {"legacy": ["protect-tag"]}
 
 
 def test_in_scope_callable_or_ids():
