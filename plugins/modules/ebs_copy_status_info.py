@@ -128,6 +128,10 @@ from ansible_collections.blockwise.ebs.plugins.module_utils import schedule
 def copy_limit(params, now):
     """The copy age limit in seconds; ``ValueError`` naming the option."""
     try:
+        schedule.get_zone(params["timezone"])
+    except ValueError as e:
+        raise ValueError("timezone: {0}".format(e)) from e
+    try:
         freq = schedule.parse_frequency(params["frequency"], params["timezone"])
     except ValueError as e:
         raise ValueError("frequency: {0}".format(e)) from e

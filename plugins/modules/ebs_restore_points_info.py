@@ -137,6 +137,8 @@ def main():
     params = module.params
     if params["sample_volumes"] < 0:
         module.fail_json(msg="sample_volumes must be 0 (every volume) or more, got {0}".format(params["sample_volumes"]))
+    if any(not str(name).strip() for name in params["policies"]):
+        module.fail_json(msg="policies: a policy name is empty; give the names of policies (the blockwise:policy tag)")
     problem = fleet.filter_problem(params["filters"])
     if problem:
         module.fail_json(msg=problem)

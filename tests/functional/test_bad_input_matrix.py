@@ -409,6 +409,30 @@ CASES += [
     cost("workers zero", {"volume_id": UNKNOWN_VOLUME, "workers": 0}, ["workers", "got 0"]),
 ]
 
+def points(name, args, expect, bug=None):
+    return Case("ebs_restore_points_info", name, args, expect, bug)
+
+
+def rpo(name, args, expect, bug=None):
+    return Case("ebs_copy_status_info", name, dict({"home_snapshots": [], "frequency": "1d"}, **args), expect, bug)
+
+
+CASES += [
+    points("negative sample", {"sample_volumes": -1}, ["sample_volumes", "-1"]),
+    points("filter without a value", {"filters": {"tag:backup": []}}, ["filters", "tag:backup"]),
+    points("empty policy name", {"policies": [""]}, ["policies", "empty"]),
+    points("filter with a null value", {"filters": {"tag:backup": [None]}}, ["filters", "tag:backup"]),
+    rpo("frequency unparsable", {"frequency": "often"}, ["frequency", "often"]),
+    rpo("grace unparsable", {"grace": "soon"}, ["grace", "soon"]),
+    rpo("timezone unknown", {"timezone": "Mars/Olympus"}, ["timezone", "Mars/Olympus"]),
+    rpo("destination without a name", {"destinations": [{"copies": []}]}, ["destinations"]),
+]
+
+SETUP.update({
+    "ebs_restore_points_info": setup_nothing,
+    "ebs_copy_status_info": setup_nothing,
+})
+
 SETUP.update({
     "ebs_snapshot_block_public_access": setup_nothing,
     "ebs_audit_controls_info": setup_nothing,

@@ -213,4 +213,12 @@ MODULE_CASES.update({
     "ebs_snapshot_cost_info": lambda c: [
         ("chain of two uploads", {"snapshot_ids": [c["child"], c["parent"]]}, False),
     ],
+    "ebs_restore_points_info": lambda c: [
+        ("a sample of the daily policy", {"policies": ["daily"], "sample_volumes": 2, "seed": "proof"}, False),
+    ],
+    "ebs_copy_status_info": lambda c: [
+        ("nothing copied yet", {"home_snapshots": [], "destinations": [{"name": "eu-west-1", "copies": []}],
+                                "frequency": "1d"}, False),
+    ],
 })
+PLAYBOOK_CASES["restore_drill"] = lambda c: {"regions": REGIONS, "report_dir": c["work"] + "/drill-report"}
