@@ -49,6 +49,9 @@ LINEAGE_TAG = "blockwise:lineage"
 SOURCE_SNAPSHOT_TAG = "blockwise:source-snapshot"
 SOURCE_REGION_TAG = "blockwise:source-region"
 SOURCE_ACCOUNT_TAG = "blockwise:source-account"
+# When the source was taken: a copy's own StartTime is when it was copied, so retention in the destination orders
+# copies by this (a backlog copied in one run would otherwise look newest-source-oldest).
+SOURCE_START_TAG = "blockwise:source-start-time"
 COLLECTION_PREFIX = "blockwise:"
 PLACEHOLDER_VOLUME_ID = "vol-ffffffff"
 
@@ -441,6 +444,7 @@ def copy_tags_of(source, options):
         SOURCE_REGION_TAG: options.source_region,
         SOURCE_ACCOUNT_TAG: source.account,
         LINEAGE_TAG: source.lineage,
+        SOURCE_START_TAG: iso(source.start_time),
     }
     if source.tags.get(POLICY_TAG):
         own[POLICY_TAG] = source.tags[POLICY_TAG]

@@ -60,6 +60,8 @@ PROTECT_TAG = "blockwise:protect"
 LINEAGE_TAG = "blockwise:lineage"
 # Written on every copy (with the source's lineage in LINEAGE_TAG); a copy's own VolumeId is arbitrary.
 COPY_SOURCE_TAG = "blockwise:source-snapshot"
+# On a copy: when its source was taken (the point in time it holds); retention orders and ages copies by it.
+SOURCE_START_TAG = "blockwise:source-start-time"
 # The VolumeId AWS gives every snapshot made through the EBS direct APIs.
 PLACEHOLDER_VOLUME_ID = "vol-ffffffff"
 LINEAGE_GROUP_PREFIX = "lineage:"
@@ -256,7 +258,7 @@ class Snapshot:
         tags = item.get("Tags") or {}
         if not isinstance(tags, Mapping):
             tags = {tag["Key"]: tag.get("Value", "") for tag in tags}
-        start = item["StartTime"]
+        start = source_start_time(tags) or item["StartTime"]
         if isinstance(start, str):
             start = datetime.fromisoformat(start.replace("Z", "+00:00"))
         return cls(
@@ -267,6 +269,19 @@ class Snapshot:
             tags=dict(tags),
             owner_id=item.get("OwnerId"),
         )
+
+
+def source_start_time(tags):
+    """The start time of a copy's source (``blockwise:source-start-time``, aware), or None when absent or unreadable
+    (a copy made before the tag was written is then ordered by its own start time)."""
+    value = tags.get(SOURCE_START_TAG) if COPY_SOURCE_TAG in tags else None
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def group_of(snapshot):

@@ -398,3 +398,23 @@ def test_the_plan_for_2000_sources_and_2000_copies_costs_at_most_25_describe_cal
     describes = {key: count for key, count in aws.counters().items() if ":Describe" in key}
     assert sum(describes.values()) <= 25, describes
     assert aws.mutating_calls() == {}
+
+
+def test_destination_retention_orders_copies_by_their_source_start_time(aws, playbook):
+    """A backlog copied in one run (latest_only: false) gets copy start times in the order the copies were made, not
+    the order of their sources: the destination's retention must keep the copies of the newest sources."""
+    made = sources(aws, volumes=1, per_volume=3)
+    now = datetime.now(timezone.utc)
+    ordered = made[next(iter(made))]  # oldest first
+    for age, snapshot_id in enumerate(reversed(ordered)):
+        aws.backdate_snapshot(snapshot_id, now - timedelta(days=age + 1), region=HOME)
+    res = playbook([copy_task(latest_only=False, wait=True, wait_timeout=120)]).result("copy")
+    assert not res.get("failed"), res
+    found = copies_in(aws)
+    assert sorted(found) == sorted(ordered)
+    for age, source_id in enumerate(ordered):  # the copy of the newest source looks the oldest by its own start time
+        aws.backdate_snapshot(found[source_id]["SnapshotId"], now - timedelta(hours=1 + age), region=DR)
+    res = playbook([prune_task("prune", region=DR, retention={"keep_last": 1})]).result("prune")
+    assert not res.get("failed"), res
+    left = copies_in(aws)
+    assert sorted(left) == [ordered[-1]], (sorted(left), ordered)

@@ -226,7 +226,9 @@ def test_copy_tags_and_request():
     sources = sources_of([snap("snap-1", tags=source_tags, Description="nightly run", Encrypted=False)], opts)
     action = copies.plan(sources, [], opts).start[0]
     assert action["tags"] == {"Name": "mine", "team": "dr", "blockwise:source-snapshot": "snap-1", "blockwise:source-region": "us-east-1",
-                              "blockwise:source-account": HOME, "blockwise:lineage": "disk-a", "blockwise:policy": "daily"}
+                              "blockwise:source-account": HOME, "blockwise:lineage": "disk-a", "blockwise:policy": "daily",
+                              "blockwise:source-start-time": action["source_start_time"]}
+    assert action["tags"]["blockwise:source-start-time"].startswith("20")
     assert action["description"] == "web snap-1 disk-a 2024-05-01 night"
     request = copies.copy_request(action, opts, boto3_tag_specifications)
     assert request["Encrypted"] is True and request["KmsKeyId"] == "alias/dr" and request["CompletionDurationMinutes"] == 60

@@ -212,7 +212,9 @@ def group_of(item):
 def must_protect(item, options, ami_ids, held):
     tags = tag_dict(item)
     group = group_of(item)
-    return (item["State"] != "completed" or item["SnapshotId"] in ami_ids or options["protect_tag"] in tags
+    # blockwise:protect always protects; a custom protect_tag adds to it
+    protect_keys = {options["protect_tag"], retention.PROTECT_TAG}
+    return (item["State"] != "completed" or item["SnapshotId"] in ami_ids or bool(protect_keys & set(tags))
             or item["OwnerId"] != ACCOUNT or tags.get(prune.POLICY_TAG) != POLICY or group is None or group in held)
 
 

@@ -585,3 +585,16 @@ def test_keep_reasons_direct():
     candidates = [snap("c%d" % i, at(2024, 1, 10 - i)) for i in range(5)]
     assert keep_reasons(candidates, RetentionPolicy(keep_last=2, minimum=1), at(2024, 1, 11)) == {0: ["keep_last", "minimum"], 1: ["keep_last"]}
     assert keep_reasons([], RetentionPolicy(keep_daily=3), at(2024, 1, 11)) == {}
+
+
+def test_a_copy_is_ordered_and_aged_by_its_source_start_time():
+    copied = "2026-01-01T00:00:00+00:00"
+    item = {"SnapshotId": "snap-copy", "VolumeId": "vol-ffffffff", "StartTime": "2026-03-01T00:00:00+00:00",
+            "Tags": [{"Key": "blockwise:source-snapshot", "Value": "snap-src"},
+                     {"Key": "blockwise:source-start-time", "Value": copied}]}
+    assert Snapshot.from_api(item).start_time.isoformat() == copied
+    not_a_copy = dict(item, Tags=[{"Key": "blockwise:source-start-time", "Value": copied}])
+    assert Snapshot.from_api(not_a_copy).start_time.isoformat() == "2026-03-01T00:00:00+00:00"
+    unreadable = dict(item, Tags=[{"Key": "blockwise:source-snapshot", "Value": "snap-src"},
+                                  {"Key": "blockwise:source-start-time", "Value": "yesterday"}])
+    assert Snapshot.from_api(unreadable).start_time.isoformat() == "2026-03-01T00:00:00+00:00"
