@@ -39,6 +39,10 @@ description:
   - In check mode nothing is created; RV(created) lists exactly what would be created (volume, name, description and
     tags) and RV(not_due) when each other volume is next due. With C(--diff), the newest snapshot of each volume
     before and after.
+requirements:
+  - croniter >= 2.0.0 (cron expressions in O(frequency))
+  - pytimeparse >= 1.1.8 (durations such as V(12 hours))
+  - tzdata (IANA time zones, where the system has no zone database)
 author:
   - blockwise.ebs maintainers (@blockwise)
 options:

@@ -45,6 +45,9 @@ description:
     was attempted."
   - In check mode nothing is deleted and the result is the whole plan (an audit); with C(--diff), each affected
     group's (volume's or lineage's) snapshot ids before and after. A second run deletes nothing.
+requirements:
+  - pytimeparse >= 1.1.8 (durations such as V(4 days))
+  - tzdata (IANA time zones, where the system has no zone database)
 author:
   - blockwise.ebs maintainers (@blockwise)
 options:

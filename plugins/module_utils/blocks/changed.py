@@ -31,12 +31,13 @@ def changed_blocks_info(ebs, second_snapshot_id, first_snapshot_id=None, return_
             raise InputError("second_snapshot_id: cannot list the blocks of {0}: {1}".format(second_snapshot_id, exc.msg),
                              option="second_snapshot_id", code=exc.code)
         # Name the snapshot AWS complains about; when its message names neither, both are suspects.
+        # Search AWS's own words: the retry wrapper's message always names the second snapshot.
+        said = getattr(exc, "aws_message", None) or exc.msg or ""
         named = [name for name, value in (("first_snapshot_id", first_snapshot_id), ("second_snapshot_id", second_snapshot_id))
-                 if value in (exc.msg or "")]
-        option = named[0] if len(named) == 1 else "first_snapshot_id"
+                 if value in said]
         label = named[0] if len(named) == 1 else "first_snapshot_id or second_snapshot_id"
         raise InputError("{0}: cannot list the blocks that changed from {1} to {2}: {3}".format(
-            label, first_snapshot_id, second_snapshot_id, exc.msg), option=option, code=exc.code)
+            label, first_snapshot_id, second_snapshot_id, exc.msg), option=label, code=exc.code)
     indexes = []
     count = 0
     removed = 0

@@ -106,5 +106,9 @@ class Retrier:
             where += " of {0}".format(snapshot_id)
         if isinstance(exc, BlockError):
             return exc
-        return TransferError("{0} failed{1}: {2}{3}".format(what, where, error_message(exc), suffix),
-                             block_index=block_index, code=error_code(exc) or None, snapshot_id=snapshot_id)
+        err = TransferError("{0} failed{1}: {2}{3}".format(what, where, error_message(exc), suffix),
+                            block_index=block_index, code=error_code(exc) or None, snapshot_id=snapshot_id)
+        # AWS's own words, without the snapshot id added above: callers that must tell which
+        # snapshot AWS complains about search these, not ``msg``.
+        err.aws_message = error_message(exc)
+        return err
