@@ -148,8 +148,8 @@ def main(argv=None):
     for row in rows:
         print("  {0:<80} {1:>8} {2}".format(row["metric"], row["value"], row["unit"]))
     if opts.json:
-        Path(opts.json).write_text(json.dumps({"title": "Where a block's client CPU goes (boto3 over HTTPS, one "
-                                                         "thread)", "rows": rows, "notes": notes}, indent=2) + "\n")
+        title = "Where a block's client CPU goes (boto3 over HTTPS, one thread)"
+        Path(opts.json).write_text(json.dumps({"title": title, "rows": rows, "notes": notes}, indent=2) + "\n")
     return 0
 
 

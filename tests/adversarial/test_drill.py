@@ -24,7 +24,7 @@ def test_a_pending_or_archived_newest_snapshot_is_never_the_restore_point(aws, p
     put_block(ebs, pending, 0, block(3))
     aws.client("ec2").create_tags(Resources=[pending], Tags=[{"Key": "blockwise:policy", "Value": "daily"},
                                                              {"Key": "blockwise:lineage", "Value": "disk-a"}])
-    extra, report_dir, _ = drill_vars(tmp_path)
+    extra, report_dir, _work = drill_vars(tmp_path)
     run = playbook_file("restore_drill", extra)
     assert run.rc == 0, run
     rows = report_of(report_dir)["volumes"]
@@ -43,7 +43,7 @@ def test_a_snapshot_deleted_while_it_is_read_is_an_error_not_a_verdict(aws, play
     assert run.rc != 0
     rows = {r["volume"]: r for r in report_of(report_dir)["volumes"]}
     assert rows["disk-a"]["result"] == "error" and rows["disk-b"]["result"] == "ok"
-    snaps, _ = state(aws)
+    snaps, _other = state(aws)
     assert not any(k in snaps[newest["disk-a"]] for k in VERIFY_TAGS)
     assert os.listdir(str(work)) == []
 
@@ -52,7 +52,7 @@ def test_a_report_dir_that_is_a_file_fails_without_touching_the_file(aws, playbo
     two_volumes(aws)
     precious = tmp_path / "precious.txt"
     precious.write_text("keep me")
-    extra, _, _ = drill_vars(tmp_path)
+    extra, _report_dir, _work = drill_vars(tmp_path)
     run = playbook_file("restore_drill", dict(extra, report_dir=str(precious)))
     assert run.rc != 0
     assert precious.read_text() == "keep me"
@@ -66,20 +66,20 @@ def test_a_drill_of_a_policy_with_only_old_verifications_does_not_reuse_them(aws
         {"Key": "blockwise:verify-mode", "Value": "full"}])
     aws.inject_block_fault(newest["disk-b"], [2], mode="corrupt")
     aws.reset_counters()
-    extra, report_dir, _ = drill_vars(tmp_path)
+    extra, report_dir, _work = drill_vars(tmp_path)
     run = playbook_file("restore_drill", extra)
     assert run.rc != 0
     rows = {r["volume"]: r for r in report_of(report_dir)["volumes"]}
     assert rows["disk-b"]["result"] == "unreadable" and rows["disk-a"]["result"] == "ok"
     assert aws.counters()["ebs:GetSnapshotBlock"] >= 5
-    snaps, _ = state(aws)
+    snaps, _other = state(aws)
     assert snaps[newest["disk-b"]]["blockwise:verified"] == "unreadable"
     assert snaps[newest["disk-a"]]["blockwise:verified-at"] > "2020-01-01T00:00:00Z"
 
 
 def test_a_lineage_that_breaks_the_markdown_table_is_escaped(aws, playbook_file, tmp_path):
     policy_snapshot(aws, "daily", "host|sda", {0: block(1)}, 1)
-    extra, report_dir, _ = drill_vars(tmp_path)
+    extra, report_dir, _work = drill_vars(tmp_path)
     assert playbook_file("restore_drill", extra).rc == 0
     table = [line for line in (report_dir / "drill.md").read_text().splitlines() if line.startswith("| us-east-1")]
     assert len(table) == 1 and "host\\|sda" in table[0] and table[0].count(" | ") == 9

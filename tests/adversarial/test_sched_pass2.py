@@ -272,7 +272,9 @@ def test_a_prune_between_two_overlapping_runs_never_leaves_fewer_than_minimum(aw
         finally:
             a_finished.set()
 
-    run_b = lambda: run_playbook(door_b.endpoint_url, [task(POLICY, "policy", **SELECT)], workdir(tmp_path, "b"))  # noqa: E731
+    def run_b():
+        return run_playbook(door_b.endpoint_url, [task(POLICY, "policy", **SELECT)], workdir(tmp_path, "b"))
+
     out_a, out_b = side_by_side(run_a, run_b)
 
     assert out_a.rc == 0 and out_b.rc == 0, (out_a, out_b)
@@ -319,7 +321,9 @@ def test_overlapping_runs_leave_one_snapshot_when_ec2_lists_new_snapshots_late(a
     history = history_of(aws, ec2, vol, days=(1,))
     front = doors()
     ListingLag(front, lag=8.0)
-    run = lambda name: run_playbook(front.endpoint_url, [task(POLICY, "policy", **SELECT)], workdir(tmp_path, name))  # noqa: E731
+
+    def run(name):
+        return run_playbook(front.endpoint_url, [task(POLICY, "policy", **SELECT)], workdir(tmp_path, name))
 
     out_a, out_b = side_by_side(lambda: run("a"), lambda: run("b"))
     time.sleep(8.0)
@@ -338,7 +342,9 @@ def test_overlapping_runs_leave_one_snapshot_when_ec2_lists_new_snapshots_within
     history = history_of(aws, ec2, vol, days=(1,))
     front = doors()
     ListingLag(front, lag=1.5)
-    run = lambda name: run_playbook(front.endpoint_url, [task(POLICY, "policy", **SELECT)], workdir(tmp_path, name))  # noqa: E731
+
+    def run(name):
+        return run_playbook(front.endpoint_url, [task(POLICY, "policy", **SELECT)], workdir(tmp_path, name))
 
     out_a, out_b = side_by_side(lambda: run("a"), lambda: run("b"))
 

@@ -409,6 +409,7 @@ CASES += [
     cost("workers zero", {"volume_id": UNKNOWN_VOLUME, "workers": 0}, ["workers", "got 0"]),
 ]
 
+
 def points(name, args, expect, bug=None):
     return Case("ebs_restore_points_info", name, args, expect, bug)
 

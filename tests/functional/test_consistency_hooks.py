@@ -59,7 +59,7 @@ def test_freeze_then_snapshot_then_thaw_and_the_watchdog_is_cancelled(aws, playb
     run = playbook([role_task([policy(hooks(log, timeout=12))])])
     assert run.rc == 0, [(n, str(r.get("msg"))[:600]) for n, r in zip(run.names, run.results) if r.get("failed")]
     steps = entries(log)
-    assert [s for s, _ in steps] == ["freeze", "thaw"]
+    assert [s for s, _when in steps] == ["freeze", "thaw"]
     starts = started(aws)
     assert len(starts) == 2 and aws.mutating_calls() == {"ec2:CreateSnapshots": 1}
     freeze_at, thaw_at = steps[0][1], steps[1][1]
@@ -71,11 +71,11 @@ def test_freeze_then_snapshot_then_thaw_and_the_watchdog_is_cancelled(aws, playb
     assert entry["failed"] is False and entry["consistency"] == {"watchdog": "cancelled", "thawed": True}
     # The host-side thaw was cancelled: after the timeout, still one thaw.
     time.sleep(max(0.0, freeze_at + 13 - time.time()))
-    assert [s for s, _ in entries(log)] == ["freeze", "thaw"]
+    assert [s for s, _when in entries(log)] == ["freeze", "thaw"]
     # Nothing due the second time: no freeze at all.
     again = playbook([role_task([policy(hooks(log, timeout=12))])])
     assert again.rc == 0, again
-    assert [s for s, _ in entries(log)] == ["freeze", "thaw"] and len(started(aws)) == 2
+    assert [s for s, _when in entries(log)] == ["freeze", "thaw"] and len(started(aws)) == 2
 
 
 def test_thaw_runs_when_the_snapshots_fail_and_the_step_fails(aws, playbook, db, tmp_path):
@@ -83,7 +83,7 @@ def test_thaw_runs_when_the_snapshots_fail_and_the_step_fails(aws, playbook, db,
     aws.inject_error("CreateSnapshots", status=403, code="UnauthorizedOperation", message="not allowed", count=1)
     run = playbook([role_task([policy(hooks(log))])])
     assert run.rc != 0
-    assert [s for s, _ in entries(log)] == ["freeze", "thaw"] and started(aws) == []
+    assert [s for s, _when in entries(log)] == ["freeze", "thaw"] and started(aws) == []
     fail = run.result("blockwise.ebs.snapshot_schedule : Fail naming each region and step that failed")
     assert POLICY + " snapshot" in fail["msg"] and "Take the snapshots of the policy" in fail["msg"]
 
@@ -92,7 +92,7 @@ def test_thaw_runs_when_the_freeze_fails(aws, playbook, db, tmp_path):
     log = tmp_path / "hooks.log"
     run = playbook([role_task([policy(hooks(log, freeze_extra="; exit 3"))])])
     assert run.rc != 0
-    assert [s for s, _ in entries(log)] == ["freeze", "thaw"] and started(aws) == []
+    assert [s for s, _when in entries(log)] == ["freeze", "thaw"] and started(aws) == []
 
 
 def test_check_mode_neither_freezes_nor_snapshots(aws, playbook, db, tmp_path):
@@ -112,7 +112,7 @@ def test_a_freeze_that_outlasts_the_timeout_is_thawed_by_the_host_and_reported(a
     aws.clear_faults()
     assert run.rc != 0
     steps = entries(log)
-    assert [s for s, _ in steps] == ["freeze", "thaw", "thaw"]
+    assert [s for s, _when in steps] == ["freeze", "thaw", "thaw"]
     assert steps[1][1] - steps[0][1] >= 4  # the host's own thaw, after the timeout, before the snapshots returned
     fail = run.result("blockwise.ebs.snapshot_schedule : Fail naming each region and step that failed")
     assert "outlasted consistency.timeout" in fail["msg"]
@@ -130,17 +130,17 @@ def test_a_controller_killed_mid_snapshot_leaves_nothing_frozen(aws, db, tmp_pat
         deadline = time.time() + 120
         while not entries(log) and time.time() < deadline:
             time.sleep(0.2)
-        assert [s for s, _ in entries(log)] == ["freeze"]
+        assert [s for s, _when in entries(log)] == ["freeze"]
         time.sleep(1.5)  # the snapshots are being started (15 s of latency)
         os.killpg(proc.pid, signal.SIGKILL)
         killed_at = time.time()
         proc.wait(timeout=30)
-        assert [s for s, _ in entries(log)] == ["freeze"]  # the controller never thawed
+        assert [s for s, _when in entries(log)] == ["freeze"]  # the controller never thawed
         deadline = time.time() + 15
         while len(entries(log)) < 2 and time.time() < deadline:
             time.sleep(0.2)
         steps = entries(log)
-        assert [s for s, _ in steps] == ["freeze", "thaw"] and steps[1][1] - steps[0][1] >= 4
+        assert [s for s, _when in steps] == ["freeze", "thaw"] and steps[1][1] - steps[0][1] >= 4
         # The module process of the killed run may outlive it (it is not in the controller's process group) and
         # finish its requests: let the endpoint's request counts settle before the next test counts requests.
         time.sleep(max(0.0, killed_at + 16 - time.time()))
@@ -193,4 +193,4 @@ def test_hooked_and_plain_policies_share_one_summary_and_prune(aws, playbook, db
     assert any(POLICY + " snapshot: 2 volume(s) selected, 2 snapshot(s) taken" in line for line in summary), summary
     assert any("plain snapshot: 1 volume(s) selected, 1 snapshot(s) taken" in line for line in summary), summary
     assert any(POLICY + " prune: 0 snapshot(s) deleted, 2 kept" in line for line in summary), summary
-    assert [s for s, _ in entries(log)] == ["freeze", "thaw"]
+    assert [s for s, _when in entries(log)] == ["freeze", "thaw"]

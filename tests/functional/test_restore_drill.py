@@ -65,7 +65,7 @@ def run_drill(aws, playbook_file, extra, tmp_dir):
 
 def test_drill_verifies_the_newest_snapshot_of_every_volume_and_reports_the_fleet_rto(aws, playbook_file, tmp_path):
     newest = two_volumes(aws)
-    extra, report_dir, _ = drill_vars(tmp_path)
+    extra, report_dir, _work = drill_vars(tmp_path)
     aws.reset_counters()
     run = playbook_file("restore_drill", extra)
     assert run.rc == 0, (run, run.results[-1].get("msg"))
@@ -85,7 +85,7 @@ def test_drill_verifies_the_newest_snapshot_of_every_volume_and_reports_the_flee
     # Only the newest snapshots were read (2 + 3 blocks), and the outcome recorded once on each.
     counts = aws.counters()
     assert counts["ebs:GetSnapshotBlock"] == 5 and aws.mutating_calls() == {"ec2:CreateTags": 2}
-    snaps, _ = state(aws)
+    snaps, _other = state(aws)
     for snap in newest.values():
         assert snaps[snap]["blockwise:verified"] == "ok" and snaps[snap]["blockwise:verify-mode"] == "full"
     markdown = (report_dir / "drill.md").read_text()
@@ -95,7 +95,7 @@ def test_drill_verifies_the_newest_snapshot_of_every_volume_and_reports_the_flee
 
 def test_check_mode_is_a_plan_that_reads_no_block_and_writes_nothing(aws, playbook_file, tmp_path):
     newest = two_volumes(aws)
-    extra, report_dir, _ = drill_vars(tmp_path)
+    extra, report_dir, _work = drill_vars(tmp_path)
     before = state(aws)
     aws.reset_counters()
     run = playbook_file("restore_drill", extra, check=True)
@@ -111,7 +111,7 @@ def test_check_mode_is_a_plan_that_reads_no_block_and_writes_nothing(aws, playbo
 def test_a_sample_of_volumes_is_the_same_in_the_plan_and_the_run(aws, playbook_file, tmp_path):
     for index in range(6):
         policy_snapshot(aws, "daily", "disk-{0}".format(index), {0: block(index + 1)}, 1)
-    extra, report_dir, _ = drill_vars(tmp_path, volumes=2, seed="drill-42")
+    extra, report_dir, _work = drill_vars(tmp_path, volumes=2, seed="drill-42")
     plan = playbook_file("restore_drill", extra, check=True)
     planned = sorted(r["volume"] for r in plan.result(ROLE + "Build the report")["ansible_facts"]["restore_drill_report"]["volumes"])
     run = playbook_file("restore_drill", extra)
@@ -153,7 +153,7 @@ def test_a_failing_drill_reports_every_volume_fails_and_leaves_nothing_behind(aw
 
 def test_record_false_leaves_every_snapshot_as_it_was(aws, playbook_file, tmp_path):
     two_volumes(aws)
-    extra, report_dir, _ = drill_vars(tmp_path, record=False)
+    extra, report_dir, _work = drill_vars(tmp_path, record=False)
     before = state(aws)
     aws.reset_counters()
     run = playbook_file("restore_drill", extra)
@@ -163,7 +163,7 @@ def test_record_false_leaves_every_snapshot_as_it_was(aws, playbook_file, tmp_pa
 
 
 def test_no_restore_point_is_a_failed_drill_not_a_pass(aws, playbook_file, tmp_path):
-    extra, report_dir, _ = drill_vars(tmp_path)
+    extra, report_dir, _work = drill_vars(tmp_path)
     run = playbook_file("restore_drill", extra)
     assert run.rc != 0 and "no restore point" in run.result(ROLE + "Fail naming what did not verify")["msg"]
     assert report_of(report_dir)["summary"]["volumes"] == 0
@@ -173,7 +173,7 @@ def test_bad_input_fails_naming_the_option_before_any_aws_call(aws, playbook_fil
     for bad, option in (({"volumes": -1}, "volumes"), ({"policies": {"daily": 1}}, "policies"),
                         ({"endpoint_url": "ftp://x"}, "endpoint_url")):
         aws.reset_counters()
-        extra, _, _ = drill_vars(tmp_path)
+        extra, _report_dir, _work = drill_vars(tmp_path)
         run = playbook_file("restore_drill", dict(extra, **bad))
         assert run.rc != 0 and option in run.stdout
         assert aws.counters() == {}
@@ -206,8 +206,8 @@ def test_dr_regions_are_drilled_and_backup_policies_are_accepted(aws, playbook_f
                                             {"Key": "blockwise:lineage", "Value": "disk-a"},
                                             {"Key": "blockwise:source-region", "Value": "us-east-1"},
                                             {"Key": "blockwise:source-snapshot", "Value": newest["disk-a"]}])
-    extra, report_dir, _ = drill_vars(tmp_path, dr_regions="eu-west-1",
-                                      policies=[{"name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d"}])
+    extra, report_dir, _work = drill_vars(
+        tmp_path, dr_regions="eu-west-1", policies=[{"name": "daily", "target_tags": {"backup": "daily"}, "frequency": "1d"}])
     run = playbook_file("restore_drill", extra)
     assert run.rc == 0, (run, run.results[-1].get("msg"))
     rows = {(r["region"], r["volume"]): r for r in report_of(report_dir)["volumes"]}

@@ -449,7 +449,7 @@ def test_rival_of_a_set_only_on_its_due_members():
     item = policy.superseded_item(action, ours, rival)
     assert item == {"kind": "instance", "volume_ids": ["vol-1", "vol-2"], "instance_id": "i-1", "snapshot_ids": ["snap-m", "snap-n"],
                     "kept_snapshot_id": "snap-a", "kept_start_time": (NOW + timedelta(seconds=9)).isoformat(), "status": "removed",
-                        "reason": "overlap"}
+                    "reason": "overlap"}
 
 
 # --- period markers: duplicates of one due period -------------------------------------------------
