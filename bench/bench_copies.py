@@ -137,8 +137,8 @@ def main(argv=None):
         rows.append(row("copies.select_sources + copies.plan: %d sources x %d copies" % (read_sources, read_copies), seconds, "s"))
         notes.append("planner: %d sources to copy out of %d." % (to_copy, read_sources))
         measure(aws, workdir, sources, rows, notes)
-    notes.append("Describe calls are counted at the endpoint, which answers DescribeSnapshots in one page; the modules ask for pages "
-                 "of 1,000 (MaxResults), so on AWS the copy plan for 2,000 sources and 2,000 copies reads 2 pages of each (4 to 6 calls).")
+    notes.append("Describe calls are counted at the endpoint, which pages DescribeSnapshots at MaxResults as AWS does; the modules "
+                 "ask for pages of 1,000, so the copy plan for 2,000 sources and 2,000 copies reads 2 pages of each (4 calls).")
     report = {"title": "Disaster-recovery copies and shares (%s)" % ("quick" if args.quick else "full"), "machine": machine(),
               "rows": rows, "notes": notes}
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
