@@ -33,7 +33,8 @@ def policy_snapshots(aws, region):
 
 def test_source_tags_never_set_a_copys_identity_or_lineage(aws, playbook):
     hostile = {"BlockWise:Lineage": "stolen", "blockwise:source-region": "ap-south-1", "BLOCKWISE:SOURCE-SNAPSHOT": "snap-0",
-               "blockwise:protect": "", "blockwise:source-account": "999999999999", "team": "web"}
+               "blockwise:protect": "", "blockwise:source-account": "999999999999", "team": "web",
+               "blockwise:source-start-time": "1999-01-01T00:00:00+00:00"}
     made = sources(aws, volumes=1, per_volume=2, tags=hostile)
     volume_id = next(iter(made))
     res = playbook([copy_task(tags={"owner": "dr"})]).result("copy")
@@ -41,6 +42,8 @@ def test_source_tags_never_set_a_copys_identity_or_lineage(aws, playbook):
     for source_id, copy in copies_in(aws).items():
         tags = tags_of(copy)
         own = {key: value for key, value in tags.items() if key.lower().startswith("blockwise:")}
+        started = own.pop("blockwise:source-start-time")  # the source's own start time, never a source tag's
+        assert started.startswith("20") and started != "1999-01-01T00:00:00+00:00"
         assert own == {"blockwise:source-snapshot": source_id, "blockwise:source-region": HOME, "blockwise:source-account": ACCOUNT,
                        "blockwise:lineage": volume_id, "blockwise:policy": POLICY}
         assert tags["team"] == "web" and tags["owner"] == "dr"
